@@ -1,0 +1,48 @@
+"""The inference middleware chain, in its one canonical order (outer to inner)::
+
+    errors → request_context → auth → decode → usage → fallback → terminal handler
+
+Contract (which keys each reads and writes; all keys live in ``proxy.keys``):
+
+- ``errors`` renders any exception as the unified error body. Nothing else renders errors.
+- ``request_context`` writes ``REQUEST_ID`` and ``OUTCOME``, binds the request id into structlog's
+  context, and writes one canonical log line per request in a ``finally``.
+- ``auth`` reads the gateway key; it short-circuits with ``AuthenticationError`` (401).
+- ``decode`` reads the body once and writes ``BODY`` (an ``Inbound``); bad input is a 400 whose
+  ``param`` is the JSON path at fault.
+- ``usage`` reads ``OUTCOME.usage`` after the handler, in a ``finally`` (so streams cut by a client
+  disconnect are accounted), and turns it into the accounting fields of the canonical line.
+- ``fallback`` resolves ``BODY.model`` and ``BODY.fallbacks`` into targets and writes ``TARGET``
+  before each handler call; one handler call is one upstream attempt. It moves on only on a
+  ``GatewayError`` whose ``allow_fallback`` is true, which the terminal handler raises only before
+  the response is prepared (before the first byte).
+
+Routes not registered with ``add_endpoint`` (health, unknown paths) pass through every middleware
+but the first two untouched.
+"""
+
+from __future__ import annotations
+
+from aiohttp.typedefs import Middleware
+
+from middlewares.auth import auth_middleware
+from middlewares.decode import decode_middleware
+from middlewares.errors import errors_middleware
+from middlewares.fallback import fallback_middleware
+from middlewares.request_context import request_context_middleware
+from middlewares.usage import usage_middleware
+from proxy.config import GatewayConfig
+
+__all__ = ["build_chain"]
+
+
+def build_chain(config: GatewayConfig, *, debug: bool = False) -> list[Middleware]:
+    chain = [
+        errors_middleware(max_body_bytes=config.server.max_body_bytes, debug=debug),
+        request_context_middleware(),
+        auth_middleware(master_key=config.auth.master_key),
+        decode_middleware(),
+        usage_middleware(),
+        fallback_middleware(),
+    ]
+    return [m for m in chain if m is not None]

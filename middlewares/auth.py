@@ -1,0 +1,46 @@
+"""The gateway key on inference routes, compared in constant time."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from proxy.errors import AuthenticationError
+from proxy.operations import operation_of
+
+__all__ = ["auth_middleware", "presented_key"]
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The key a client sent, as ``Authorization: Bearer`` (OpenAI SDKs) or ``x-api-key``."""
+    header = request.headers.get("Authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def auth_middleware(*, master_key: str) -> Middleware | None:
+    """``None`` (no middleware) when no master key is configured: a sidecar on loopback."""
+    if not master_key:
+        return None
+    expected = master_key.encode()
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if operation_of(request) is None:
+            return await handler(request)
+        key = presented_key(request)
+        if key is None:
+            raise AuthenticationError(
+                "Missing API key: send the gateway key as `Authorization: Bearer <key>` "
+                "or as the `x-api-key` header."
+            )
+        if not hmac.compare_digest(key.encode(), expected):
+            raise AuthenticationError("Invalid API key.")
+        return await handler(request)
+
+    return auth

@@ -1,0 +1,84 @@
+"""The request id, the per-request log context, and one canonical log line per request."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from proxy.errors import GatewayError
+from proxy.keys import OUTCOME, REQUEST_ID, Outcome
+from proxy.operations import operation_of
+
+__all__ = ["request_context_middleware"]
+
+log = structlog.get_logger("thruway.request")
+# A caller's id is echoed only when it is short and printable; anything else gets a fresh one.
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+def request_context_middleware() -> Middleware:
+    @web.middleware
+    async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("x-request-id", "")
+        request_id = given if _SAFE_ID.fullmatch(given) else uuid.uuid4().hex
+        request[REQUEST_ID] = request_id
+        outcome = request[OUTCOME] = Outcome()
+        # aiohttp runs each request in a copy of the context, so nothing leaks between requests.
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status = 500
+        error_type: str | None = None
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except GatewayError as exc:
+            status, error_type = exc.status, exc.type
+            raise
+        except web.HTTPException as exc:
+            status, error_type = exc.status, "http_error"
+            raise
+        except (asyncio.CancelledError, ConnectionResetError):
+            # nginx's convention for "client closed the request".
+            status, error_type = 499, "client_disconnected"
+            outcome.client_disconnected = True
+            raise
+        except Exception:
+            error_type = "internal_error"
+            raise
+        finally:
+            _canonical_line(request, outcome, status, error_type)
+
+    return request_context
+
+
+def _canonical_line(
+    request: web.Request, outcome: Outcome, status: int, error_type: str | None
+) -> None:
+    op = operation_of(request)
+    if op is None and status < 400:
+        log.debug("request", method=request.method, path=request.path, status=status)
+        return
+    fields = outcome.log_fields
+    log.info(
+        "request",
+        method=request.method,
+        path=request.path,
+        status=status,
+        request_type=op.name if op else None,
+        model_requested=outcome.model_requested or None,
+        provider=outcome.provider or None,
+        model=outcome.model or None,
+        stream=outcome.stream,
+        attempts=outcome.attempts,
+        fallback_index=outcome.fallback_index,
+        latency_ms=outcome.elapsed_ms(),
+        ttfb_ms=outcome.ttfb_ms,
+        error_type=error_type,
+        failures=outcome.failures or None,
+        **fields,
+    )

@@ -1,0 +1,442 @@
+"""The OpenAI wire format, shared by OpenAI and every OpenAI-compatible provider.
+
+The client's JSON body is forwarded as it came (fields the gateway does not model included), with
+four changes: ``model`` becomes the provider's own model name, gateway-only fields (``fallbacks``)
+go, fields the provider's spec lists under ``drop_params`` go, and a streaming request asks for
+usage (``stream_options.include_usage``) so the gateway can account for it. The usage-only chunk
+that this adds is not forwarded to a client that did not ask for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import Any, Literal
+
+import aiohttp
+import msgspec
+
+from providers._keys import KeyRing
+from providers._sse import SSEParser
+from providers._upstream import Upstream, forwardable_headers
+from providers.base import ByteStream, Call, EventStream, JSONReply, ModelInfo, Reply
+from proxy.config import ProviderConfig
+from proxy.errors import InvalidRequestError, UpstreamError
+from proxy.operations import GATEWAY_FIELDS, Inbound
+from proxy.redact import Redactor
+from proxy.schemas.audio import TranscriptionUsage
+from proxy.schemas.chat import StreamOptions
+from proxy.schemas.common import BilledUsage, Usage
+
+__all__ = ["ALL_OPERATIONS", "CompatSpec", "OpenAICompatProvider", "ParamRule", "map_error"]
+
+ALL_OPERATIONS = frozenset(
+    {"chat_completion", "text_completion", "embedding", "speech", "transcription"}
+)
+
+_PATHS = {
+    "chat_completion": "/chat/completions",
+    "text_completion": "/completions",
+    "embedding": "/embeddings",
+    "speech": "/audio/speech",
+    "transcription": "/audio/transcriptions",
+}
+_STREAMING_OPS = frozenset({"chat_completion", "text_completion"})
+
+
+class ParamRule(msgspec.Struct, frozen=True):
+    """A request field the upstream refuses unless its value is one of ``allowed`` (raw JSON)."""
+
+    param: str
+    reason: str
+    allowed: frozenset[bytes] = frozenset({b"null"})
+
+
+class CompatSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What distinguishes one OpenAI-compatible upstream from another."""
+
+    base_url: str | None
+    # The environment variable that holds the key when the config gives none.
+    key_env: str | None = None
+    # For keyless local servers: the variable that, set, enables the provider with no config file.
+    base_url_env: str | None = None
+    auth: Literal["bearer", "none"] = "bearer"
+    operations: frozenset[str] = ALL_OPERATIONS
+    # Fields removed before forwarding: ones the upstream rejects but that do not change the answer.
+    drop_params: frozenset[str] = frozenset()
+    # (OpenAI's name, the upstream's name); applied only when the upstream's name is not also sent.
+    renames: tuple[tuple[str, str], ...] = ()
+    # Fields that do change the answer: a request using them is refused with a 400 naming them.
+    rejected: tuple[ParamRule, ...] = ()
+    # False: the upstream refuses ``stream_options`` but reports usage in its last chunk anyway.
+    stream_options: bool = True
+    has_model_list: bool = True
+
+
+class _UsageView(msgspec.Struct):
+    usage: Usage | None = None
+
+
+class _ChunkView(msgspec.Struct):
+    usage: Usage | None = None
+    choices: list[msgspec.Raw] = []
+
+
+class _TranscriptionView(msgspec.Struct):
+    usage: TranscriptionUsage | None = None
+
+
+class _ModelEntry(msgspec.Struct):
+    id: str
+    created: int | None = 0
+    owned_by: str | None = ""
+
+
+class _ModelListView(msgspec.Struct):
+    data: list[_ModelEntry]
+
+
+_encode = msgspec.json.Encoder().encode
+_usage_view = msgspec.json.Decoder(_UsageView).decode
+_chunk_view = msgspec.json.Decoder(_ChunkView).decode
+_transcription_view = msgspec.json.Decoder(_TranscriptionView).decode
+_model_list = msgspec.json.Decoder(_ModelListView).decode
+_any = msgspec.json.Decoder().decode
+_FORCED_USAGE = msgspec.Raw(_encode(StreamOptions(include_usage=True)))
+
+
+def map_error(
+    status: int, body: bytes, headers: Mapping[str, str], *, provider: str, scrub: Redactor
+) -> UpstreamError:
+    """An upstream's error answer as the gateway's error, keeping its status, type and message.
+
+    Understands OpenAI's ``{"error": {...}}`` and the variants compatible servers send:
+    ``{"error": "text"}`` (Ollama), a top-level ``message`` (vLLM, Mistral), ``detail`` (FastAPI).
+    """
+    message: Any = None
+    type_: Any = None
+    code: Any = None
+    param: Any = None
+    try:
+        doc = _any(body) if body else None
+    except msgspec.DecodeError:
+        doc = None
+    if isinstance(doc, dict):
+        err = doc.get("error")
+        if isinstance(err, dict):
+            message, type_, code, param = (err.get(k) for k in ("message", "type", "code", "param"))
+        elif isinstance(err, str):
+            message = err
+        if message is None:
+            message = doc.get("message") or doc.get("detail")
+            type_ = type_ or doc.get("type")
+            code = code if code is not None else doc.get("code")
+    if message is None:
+        text = body[:300].decode("utf-8", "replace").strip()
+        message = f"HTTP {status}" + (f": {text}" if text else "")
+    if not isinstance(message, str):
+        message = _encode(message).decode()
+    keep = {}
+    for name in ("retry-after", "retry-after-ms"):
+        if name in headers:
+            keep[name] = headers[name]
+    return UpstreamError(
+        f"{provider}: {scrub(message)}",
+        status=status,
+        provider=provider,
+        type=type_ if isinstance(type_, str) else None,
+        code=str(code) if code is not None else None,
+        param=param if isinstance(param, str) else None,
+        headers=keep,
+    )
+
+
+class OpenAICompatProvider:
+    """A provider that speaks OpenAI's API at ``base_url``."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: CompatSpec,
+        settings: ProviderConfig,
+        upstream: Upstream,
+        keys: KeyRing,
+    ) -> None:
+        base = settings.base_url or spec.base_url
+        if not base:
+            raise ValueError(f"provider {name}: no base_url")
+        self.name = name
+        self.operations = spec.operations
+        self._spec = spec
+        self._base = base.rstrip("/")
+        self._upstream = upstream
+        self._keys = keys
+        self._scrub = Redactor(keys.values)
+        self._drop = GATEWAY_FIELDS | spec.drop_params
+        self._configured_models = settings.models
+        static = {"Accept": "application/json", **settings.headers}
+        self._headers: list[dict[str, str]] = [
+            {**static, "Authorization": f"Bearer {v}"} if spec.auth == "bearer" else dict(static)
+            for v in keys.values
+        ] or [static]
+        self._json_headers = [{**h, "Content-Type": "application/json"} for h in self._headers]
+        self._timeout = aiohttp.ClientTimeout(
+            total=settings.timeout_s, sock_connect=settings.connect_timeout_s
+        )
+        # A stream may run long; what must not run long is silence between its events.
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.timeout_s
+        )
+
+    # --- the Provider protocol --------------------------------------------------------------
+
+    async def send(self, call: Call) -> Reply:
+        inbound = call.inbound
+        op = inbound.op.name
+        url = self._base + _PATHS[op]
+        key = self._key_index(call.target.model)
+        if op == "transcription":
+            return await self._transcribe(call, url, key)
+        self._check_params(inbound)
+        body = self._json_body(inbound, call.target.model)
+        if inbound.stream and op in _STREAMING_OPS:
+            return await self._stream(url, body, key, forced=not inbound.wants_usage)
+        if op == "speech":
+            return await self._bytes(url, body, key)
+        return await self._json(url, body, key)
+
+    async def list_models(self) -> list[ModelInfo]:
+        listed = [ModelInfo(id=m, owned_by=self.name) for m in self._configured_models]
+        if not self._spec.has_model_list:
+            return listed
+        index = self._keys.choose("*") if not self._keys.keyless else None
+        resp = await self._upstream.open(
+            "GET",
+            self._base + "/models",
+            provider=self.name,
+            headers=self._headers[index or 0],
+            timeout=self._timeout,
+        )
+        try:
+            data = await Upstream.read(resp, self.name)
+            if resp.status >= 400:
+                raise self._error(resp.status, data, resp.headers)
+        finally:
+            resp.release()
+        try:
+            entries = _model_list(data).data
+        except msgspec.DecodeError as exc:
+            raise self._not_json("model list") from exc
+        seen = {m.id for m in listed}
+        listed.extend(
+            ModelInfo(id=e.id, created=e.created or 0, owned_by=e.owned_by or self.name)
+            for e in entries
+            if e.id not in seen
+        )
+        return listed
+
+    async def aclose(self) -> None:
+        return None
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def _key_index(self, model: str) -> int:
+        try:
+            index = self._keys.choose(model)
+        except LookupError:
+            raise InvalidRequestError(
+                f"No API key of provider `{self.name}` is allowed to use model `{model}`.",
+                param="model",
+                code="model_not_allowed",
+            ) from None
+        return index or 0
+
+    def _check_params(self, inbound: Inbound) -> None:
+        raw = inbound.raw
+        if raw is None:
+            return
+        for rule in self._spec.rejected:
+            value = raw.get(rule.param)
+            if value is not None and bytes(value) not in rule.allowed:
+                raise InvalidRequestError(
+                    f"Provider `{self.name}` does not support `{rule.param}`: {rule.reason}",
+                    param=rule.param,
+                    code="unsupported_parameter",
+                )
+
+    def _json_body(self, inbound: Inbound, model: str) -> bytes:
+        raw = inbound.raw or {}
+        out = {k: v for k, v in raw.items() if k not in self._drop}
+        out["model"] = msgspec.Raw(_encode(model))
+        for ours, theirs in self._spec.renames:
+            if ours in out:
+                value = out.pop(ours)
+                out.setdefault(theirs, value)
+        if inbound.stream and not inbound.wants_usage:
+            if self._spec.stream_options:
+                out["stream_options"] = _stream_options(inbound)
+            else:
+                out.pop("stream_options", None)
+        elif not self._spec.stream_options:
+            out.pop("stream_options", None)
+        return _encode(out)
+
+    async def _json(self, url: str, body: bytes, key: int) -> JSONReply:
+        resp = await self._post(url, body, key, self._timeout)
+        try:
+            data = await Upstream.read(resp, self.name)
+            if resp.status >= 400:
+                raise self._error(resp.status, data, resp.headers)
+            headers = forwardable_headers(resp.headers)
+        finally:
+            resp.release()
+        try:
+            usage = _usage_view(data).usage
+        except msgspec.DecodeError as exc:
+            raise self._not_json("response") from exc
+        return JSONReply(
+            body=data, usage=BilledUsage.from_usage(usage) if usage else None, headers=headers
+        )
+
+    async def _stream(self, url: str, body: bytes, key: int, *, forced: bool) -> EventStream:
+        resp = await self._post(url, body, key, self._stream_timeout)
+        if resp.status >= 400:
+            try:
+                data = await Upstream.read(resp, self.name)
+            finally:
+                resp.release()
+            raise self._error(resp.status, data, resp.headers)
+        if resp.content_type != "text/event-stream":
+            resp.release()
+            raise UpstreamError(
+                f"{self.name}: expected an event stream, got `{resp.content_type}`.",
+                status=502,
+                provider=self.name,
+            )
+        name, scrub = self.name, self._scrub
+
+        async def events(stream: EventStream) -> AsyncGenerator[bytes, None]:
+            parser = SSEParser()
+            async for chunk in Upstream.chunks(resp, name):
+                for event in parser.feed(chunk):
+                    data = event.data
+                    if data == b"[DONE]":
+                        return
+                    if data.startswith(b'{"error"'):
+                        # OpenAI reports a failure after the stream began as an error payload.
+                        raise map_error(500, data, {}, provider=name, scrub=scrub)
+                    if b'"usage"' in data:
+                        view = _chunk_view(data)
+                        if view.usage is not None:
+                            stream.usage = BilledUsage.from_usage(view.usage)
+                            if forced and not view.choices:
+                                continue
+                    yield data
+
+        return EventStream(events, close=_closer(resp), headers=forwardable_headers(resp.headers))
+
+    async def _bytes(self, url: str, body: bytes, key: int) -> ByteStream:
+        resp = await self._post(url, body, key, self._stream_timeout)
+        if resp.status >= 400:
+            try:
+                data = await Upstream.read(resp, self.name)
+            finally:
+                resp.release()
+            raise self._error(resp.status, data, resp.headers)
+        return ByteStream(
+            Upstream.chunks(resp, self.name),
+            content_type=resp.headers.get("Content-Type", "application/octet-stream"),
+            close=_closer(resp),
+            headers=forwardable_headers(resp.headers),
+        )
+
+    async def _transcribe(self, call: Call, url: str, key: int) -> Reply:
+        inbound = call.inbound
+        form = aiohttp.FormData(quote_fields=False)
+        for name, value in inbound.fields or ():
+            if name in self._drop:
+                continue
+            form.add_field(name, call.target.model if name == "model" else value)
+        for up in inbound.uploads or ():
+            form.add_field(up.field, up.data, filename=up.filename, content_type=up.content_type)
+        resp = await self._upstream.open(
+            "POST",
+            url,
+            provider=self.name,
+            headers=self._headers[key],
+            timeout=self._timeout,
+            data=form,
+        )
+        try:
+            data = await Upstream.read(resp, self.name)
+            if resp.status >= 400:
+                raise self._error(resp.status, data, resp.headers)
+            headers = forwardable_headers(resp.headers)
+            content_type = resp.headers.get("Content-Type", "text/plain")
+        finally:
+            resp.release()
+        if not content_type.startswith("application/json"):
+            return ByteStream(_once(data), content_type=content_type, close=_noop, headers=headers)
+        try:
+            usage = _transcription_view(data).usage
+        except msgspec.DecodeError as exc:
+            raise self._not_json("transcription") from exc
+        billed = None
+        if usage is not None:
+            billed = BilledUsage(
+                prompt_tokens=usage.input_tokens,
+                completion_tokens=usage.output_tokens,
+                total_tokens=usage.total_tokens,
+                audio_seconds=usage.seconds,
+            )
+        return JSONReply(body=data, usage=billed, headers=headers)
+
+    async def _post(
+        self, url: str, body: bytes, key: int, timeout: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        return await self._upstream.open(
+            "POST",
+            url,
+            provider=self.name,
+            headers=self._json_headers[key],
+            timeout=timeout,
+            data=body,
+        )
+
+    def _error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+        return map_error(status, body, headers, provider=self.name, scrub=self._scrub)
+
+    def _not_json(self, what: str) -> UpstreamError:
+        return UpstreamError(
+            f"{self.name}: the upstream's {what} is not the expected JSON.",
+            status=502,
+            provider=self.name,
+        )
+
+
+def _stream_options(inbound: Inbound) -> msgspec.Raw:
+    sent = getattr(inbound.typed, "stream_options", None)
+    if isinstance(sent, StreamOptions) and sent.include_obfuscation is not msgspec.UNSET:
+        return msgspec.Raw(
+            _encode(StreamOptions(include_usage=True, include_obfuscation=sent.include_obfuscation))
+        )
+    return _FORCED_USAGE
+
+
+def _closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
+    """Return the connection to the pool when the body was read to the end, else drop it."""
+
+    async def close() -> None:
+        if resp.content.at_eof():
+            resp.release()
+        else:
+            resp.close()
+
+    return close
+
+
+async def _once(data: bytes) -> AsyncGenerator[bytes, None]:
+    yield data
+
+
+async def _noop() -> None:
+    return None

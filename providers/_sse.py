@@ -1,0 +1,77 @@
+"""An incremental parser for server-sent events read from an upstream (pure, no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+__all__ = ["SSEEvent", "SSEParser", "iter_events"]
+
+
+class SSEEvent:
+    __slots__ = ("data", "event")
+
+    def __init__(self, event: bytes, data: bytes) -> None:
+        self.event = event
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"SSEEvent(event={self.event!r}, data={self.data!r})"
+
+
+class SSEParser:
+    """Feed bytes as they arrive; get back the events they complete.
+
+    Follows the SSE grammar: lines end in LF, CRLF or CR; an event ends at a blank line; ``data``
+    lines are joined with LF; one space after the colon is dropped; comments (``:``) are skipped.
+    """
+
+    __slots__ = ("_buf", "_data", "_event")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._data: list[bytes] = []
+        self._event = b""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        buf = self._buf + chunk if self._buf else chunk
+        if b"\r" in buf:
+            # A CR at the very end may be the first half of a CRLF: keep it for the next chunk.
+            keep_cr = buf.endswith(b"\r")
+            if keep_cr:
+                buf = buf[:-1]
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if keep_cr:
+                buf += b"\r"
+        lines = buf.split(b"\n")
+        self._buf = lines.pop()
+        out: list[SSEEvent] = []
+        for line in lines:
+            if not line:
+                if self._data:
+                    out.append(SSEEvent(self._event or b"message", b"\n".join(self._data)))
+                self._data = []
+                self._event = b""
+                continue
+            name, _, value = line.partition(b":")
+            if value.startswith(b" "):
+                value = value[1:]
+            if name == b"data":
+                self._data.append(value)
+            elif name == b"event":
+                self._event = value
+            # Comments (empty name), ``id`` and ``retry`` carry nothing the gateway uses.
+        return out
+
+    def close(self) -> list[SSEEvent]:
+        """The event left when the stream ends without a final blank line."""
+        tail = self.feed(b"\n\n") if (self._buf or self._data) else []
+        return tail
+
+
+async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
+    parser = SSEParser()
+    async for chunk in chunks:
+        for event in parser.feed(chunk):
+            yield event
+    for event in parser.close():
+        yield event

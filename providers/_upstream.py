@@ -1,0 +1,142 @@
+"""The I/O seam: every byte a provider sends or receives passes through :class:`Upstream`.
+
+Client-library failures become gateway errors here, once (``map_client_errors``): timeouts are 504
+``upstream_timeout``, refused or dropped connections 502 ``upstream_unreachable``; both allow a
+fallback. A non-2xx status is returned to the provider, which knows its error format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from proxy.errors import GatewayError, UpstreamConnectionError, UpstreamTimeoutError
+
+__all__ = ["HTTP_SESSION", "Upstream", "map_client_errors", "open_session"]
+
+HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+
+# Hop-by-hop and framing headers the gateway sets itself.
+_DROP_RESPONSE_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "content-encoding",
+        "content-type",
+        "date",
+        "keep-alive",
+        "server",
+        "set-cookie",
+        "transfer-encoding",
+        "vary",
+        "alt-svc",
+        "cf-ray",
+        "cf-cache-status",
+        "strict-transport-security",
+    }
+)
+
+
+@contextlib.contextmanager
+def map_client_errors(provider: str) -> Iterator[None]:
+    """Re-raise aiohttp's and asyncio's exceptions as the gateway's, naming the provider."""
+    try:
+        yield
+    except GatewayError:
+        raise
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamTimeoutError(f"Provider `{provider}` did not answer in time.") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise UpstreamConnectionError(
+            f"Provider `{provider}` closed the connection before the response was complete."
+        ) from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise UpstreamConnectionError(
+            f"Provider `{provider}` closed the connection without a response."
+        ) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamConnectionError(
+            f"Cannot connect to provider `{provider}` at {exc.host}:{exc.port}: "
+            f"{exc.strerror or exc.os_error}"
+        ) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise UpstreamConnectionError(
+            f"Connection to provider `{provider}` failed: {type(exc).__name__}."
+        ) from exc
+
+
+def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The upstream's response headers worth passing to the client (rate limits, processing time).
+
+    The upstream's request id is kept as ``x-thruway-upstream-request-id``: ``x-request-id`` is the
+    gateway's own.
+    """
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower == "x-request-id":
+            out["x-thruway-upstream-request-id"] = value
+        elif lower not in _DROP_RESPONSE_HEADERS:
+            out[name] = value
+    return out
+
+
+class Upstream:
+    """Requests over the app's shared, pooled ``ClientSession``."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def open(
+        self,
+        method: str,
+        url: str,
+        *,
+        provider: str,
+        headers: Mapping[str, str],
+        timeout: aiohttp.ClientTimeout,
+        data: Any = None,
+    ) -> aiohttp.ClientResponse:
+        """Send a request and return once the response headers are in; the caller releases it."""
+        with map_client_errors(provider):
+            return await self._session.request(
+                method, url, headers=headers, data=data, timeout=timeout, allow_redirects=False
+            )
+
+    @staticmethod
+    async def read(resp: aiohttp.ClientResponse, provider: str) -> bytes:
+        with map_client_errors(provider):
+            return await resp.read()
+
+    @staticmethod
+    async def chunks(resp: aiohttp.ClientResponse, provider: str) -> AsyncGenerator[bytes, None]:
+        """The body as it arrives, in whatever pieces the network delivers."""
+        with map_client_errors(provider):
+            async for chunk in resp.content.iter_any():
+                yield chunk
+
+
+@contextlib.asynccontextmanager
+async def open_session() -> AsyncIterator[aiohttp.ClientSession]:
+    """The app's upstream session: pooled keep-alive connections, no cookie jar, DNS cached."""
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+    session = aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=True,
+        raise_for_status=False,
+        trust_env=True,
+    )
+    try:
+        yield session
+    finally:
+        await session.close()
+        # Give SSL transports a moment to close cleanly (aiohttp's documented shutdown advice).
+        await asyncio.sleep(0)

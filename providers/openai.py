@@ -1,0 +1,9 @@
+"""OpenAI itself: the reference the unified schema follows, so no translation at all."""
+
+from __future__ import annotations
+
+from providers._openai_compat import CompatSpec
+
+__all__ = ["SPEC"]
+
+SPEC = CompatSpec(base_url="https://api.openai.com/v1", key_env="OPENAI_API_KEY")

@@ -1,0 +1,180 @@
+"""The ``thruway`` command (also ``python -m proxy``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from providers.registry import check_providers, local_base_url_variables, standard_key_variables
+from proxy.app import create_app
+from proxy.config import ConfigError, GatewayConfig, config_from_env, load_config
+from proxy.logging import configure_logging
+
+__all__ = ["main"]
+
+log = structlog.get_logger("thruway")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="thruway", description="An LLM gateway with one OpenAI-compatible API."
+    )
+    p.add_argument(
+        "--config",
+        default=os.environ.get("THRUWAY_CONFIG"),
+        help="YAML or JSON config file (default: $THRUWAY_CONFIG; none: providers from the "
+        "environment's API-key variables)",
+    )
+    p.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default: server.port, 8080)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)"
+    )
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=["json", "console"])
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def _load(args: argparse.Namespace) -> GatewayConfig:
+    if args.config:
+        config = load_config(args.config)
+    else:
+        config = config_from_env(standard_key_variables(), local_base_url_variables())
+    check_providers(config)
+    server = msgspec.structs.replace(
+        config.server,
+        host=args.host or config.server.host,
+        port=config.server.port if args.port is None else args.port,
+    )
+    logging = msgspec.structs.replace(
+        config.logging,
+        level=args.log_level or config.logging.level,
+        format=args.log_format or config.logging.format,
+    )
+    return msgspec.structs.replace(config, server=server, logging=logging)
+
+
+def _secrets(config: GatewayConfig) -> list[str]:
+    values = [k.value for p in config.providers.values() for k in p.keys or ()]
+    values += [os.environ[v] for v in standard_key_variables().values() if os.environ.get(v)]
+    values.append(config.auth.master_key)
+    return [v for v in values if v]
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def serve(config: GatewayConfig, *, reuse_port: bool = False) -> int:
+    """Run one gateway process until SIGTERM/SIGINT, then drain and return 0."""
+    configure_logging(
+        level=config.logging.level, fmt=config.logging.format, secrets=_secrets(config)
+    )
+    app = create_app(config, debug=config.logging.level == "debug")
+    server = config.server
+
+    async def started(app: web.Application) -> None:
+        log.info(
+            "started",
+            host=server.host,
+            port=server.port,
+            pid=os.getpid(),
+            config=config.source,
+            providers=sorted(config.providers),
+        )
+
+    app.on_startup.append(started)
+    loop = _new_loop()
+    asyncio.set_event_loop(loop)
+    web.run_app(
+        app,
+        host=server.host,
+        port=server.port,
+        shutdown_timeout=server.drain_timeout_s,
+        keepalive_timeout=server.keepalive_timeout_s,
+        access_log=None,
+        print=None,
+        reuse_port=reuse_port or None,
+        handler_cancellation=True,
+        loop=loop,
+    )
+    log.info("stopped", pid=os.getpid())
+    return 0
+
+
+def supervise(argv: Sequence[str], workers: int) -> int:
+    """Run ``workers`` processes on one port; restart one that dies; stop all on SIGTERM/SIGINT."""
+    command = [sys.executable, "-m", "proxy", *argv, "--worker"]
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    # Workers get their own session so a terminal's Ctrl-C reaches them only through us, once.
+    procs = [subprocess.Popen(command, start_new_session=True) for _ in range(workers)]
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        if stopping:
+            codes = [proc.wait() for proc in procs]
+            return 0 if all(c == 0 for c in codes) else 1
+        for i, proc in enumerate(procs):
+            code = proc.poll()
+            if code is not None and not stopping:
+                print(f"thruway: worker {proc.pid} exited with {code}; restarting", file=sys.stderr)
+                time.sleep(0.5)
+                procs[i] = subprocess.Popen(command, start_new_session=True)
+        time.sleep(0.2)
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(f"thruway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("thruway: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1 and not args.worker:
+        return supervise(_without_workers(argv), args.workers)
+    return serve(config, reuse_port=args.worker)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""``create_app``: wiring only: the middleware chain, the routes, and the app's resources."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+
+from aiohttp import web
+
+from middlewares import build_chain
+from providers._upstream import HTTP_SESSION, Upstream, open_session
+from providers.registry import PROVIDERS, build_registry
+from proxy.config import GatewayConfig
+from proxy.keys import CONFIG, DIRECTORY, REQUEST_ID
+from proxy.routes import setup_routes
+from proxy.routes.openai import MODEL_CATALOG, ModelCatalog
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    config: GatewayConfig, *, env: Mapping[str, str] | None = None, debug: bool = False
+) -> web.Application:
+    app = web.Application(
+        middlewares=build_chain(config, debug=debug),
+        client_max_size=config.server.max_body_bytes,
+    )
+    app[CONFIG] = config
+    setup_routes(app)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        async with open_session() as session:
+            registry = build_registry(config, Upstream(session), os.environ if env is None else env)
+            app[HTTP_SESSION] = session
+            app[PROVIDERS] = registry
+            app[DIRECTORY] = registry.directory
+            app[MODEL_CATALOG] = ModelCatalog(
+                {name: p.models_cache_ttl_s for name, p in config.providers.items()}
+            )
+            try:
+                yield
+            finally:
+                await registry.aclose()
+
+    app.cleanup_ctx.append(resources)
+    app.on_response_prepare.append(_stamp_request_id)
+    return app
+
+
+async def _stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response, errors and streams included, carries the request id."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers["x-request-id"] = request_id

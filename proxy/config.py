@@ -1,0 +1,224 @@
+"""The gateway's configuration: frozen msgspec Structs, read once at start-up.
+
+A config file is YAML (``.yaml``/``.yml``) or JSON (``.json``). Before decoding, every string
+value has ``${VAR}`` and ``${VAR:-default}`` replaced from the environment; an unset ``${VAR}``
+becomes the empty string, so that an example config naming optional keys still starts (a provider
+whose keys are all empty is then reported as unavailable).
+
+Every mistake in a file fails start-up with one :class:`ConfigError` that names the file, the key
+path and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "AuthConfig",
+    "ConfigError",
+    "GatewayConfig",
+    "KeyConfig",
+    "LoggingConfig",
+    "ProviderConfig",
+    "ServerConfig",
+    "StreamingConfig",
+    "config_from_env",
+    "load_config",
+    "substitute_env",
+]
+
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says where and why."""
+
+
+class _Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class ServerConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # In-flight requests and streams get this long to finish after SIGTERM/SIGINT.
+    drain_timeout_s: float = 30.0
+    keepalive_timeout_s: float = 75.0
+
+
+class AuthConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Empty: inference routes need no key (a sidecar on loopback).
+    master_key: str = ""
+
+
+class LoggingConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class StreamingConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # A `: keep-alive` SSE comment goes out when the upstream has been silent this long.
+    keepalive_interval_s: float = 10.0
+
+
+class KeyConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    value: str
+    weight: float = 1.0
+    models: tuple[str, ...] = ("*",)
+
+
+class ProviderConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # The wire format; defaults to the provider's own name when that is a known provider.
+    type: str | None = None
+    keys: tuple[KeyConfig, ...] | None = None
+    base_url: str | None = None
+    timeout_s: float = 600.0
+    connect_timeout_s: float = 10.0
+    headers: dict[str, str] = {}
+    # Models listed by /v1/models in addition to (or, when the upstream has no list, instead of)
+    # the upstream's own list.
+    models: tuple[str, ...] = ()
+    models_cache_ttl_s: float = 300.0
+
+
+class GatewayConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
+    logging: LoggingConfig = LoggingConfig()
+    streaming: StreamingConfig = StreamingConfig()
+    providers: dict[str, ProviderConfig] = {}
+    # Where the configuration came from, for messages; not a key of the file.
+    source: str = "<defaults>"
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def substitute_env(value: Any, env: Mapping[str, str]) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a decoded document."""
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            got = env.get(m.group(1))
+            if got:
+                return got
+            return m.group(2) if m.group(2) is not None else ""
+
+        return _VAR.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: substitute_env(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_env(v, env) for v in value]
+    return value
+
+
+def _read_document(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from exc
+    if path.suffix.lower() == ".json":
+        try:
+            return msgspec.json.decode(text)
+        except msgspec.DecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from exc
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    """msgspec's "Expected `int`, got `str` - at `$.server.port`" as "at $.server.port: ..."."""
+    text = str(exc)
+    what, sep, where = text.rpartition(" - at ")
+    if not sep:
+        return text
+    return f"at {where.strip('`')}: {what}"
+
+
+def build_config(document: Any, *, source: str) -> GatewayConfig:
+    """Decode a document (already env-substituted) into a checked :class:`GatewayConfig`."""
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: at $: expected a mapping at the top level")
+    document = {**document, "source": source}
+    try:
+        config = msgspec.convert(document, GatewayConfig, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from exc
+    _check(config)
+    return config
+
+
+def _check(config: GatewayConfig) -> None:
+    where = config.source
+    if not 0 <= config.server.port <= 65535:
+        raise ConfigError(f"{where}: at $.server.port: expected a port from 0 to 65535")
+    if config.server.max_body_bytes < 1024:
+        raise ConfigError(f"{where}: at $.server.max_body_bytes: expected at least 1024")
+    if config.streaming.keepalive_interval_s <= 0:
+        raise ConfigError(
+            f"{where}: at $.streaming.keepalive_interval_s: expected a positive number"
+        )
+    for name, provider in config.providers.items():
+        at = f"{where}: at $.providers.{name}"
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name):
+            raise ConfigError(
+                f"{at}: a provider name is lower-case letters, digits, '-', '_' or '.'"
+            )
+        if provider.timeout_s <= 0 or provider.connect_timeout_s <= 0:
+            raise ConfigError(f"{at}: timeouts must be positive numbers of seconds")
+        if provider.base_url is not None and not re.match(r"https?://", provider.base_url):
+            raise ConfigError(f"{at}.base_url: expected an http:// or https:// URL")
+        for i, key in enumerate(provider.keys or ()):
+            if key.weight <= 0:
+                raise ConfigError(f"{at}.keys[{i}].weight: expected a positive number")
+
+
+def load_config(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    """Read, substitute and check a config file; raise :class:`ConfigError` on any mistake."""
+    p = Path(path)
+    document = substitute_env(_read_document(p), os.environ if env is None else env)
+    return build_config(document, source=str(p))
+
+
+def config_from_env(
+    standard_keys: Mapping[str, str],
+    local_urls: Mapping[str, str],
+    env: Mapping[str, str] | None = None,
+) -> GatewayConfig:
+    """The configuration used with no file: each provider whose standard key variable is set,
+    and each local server whose base-URL variable is set.
+
+    ``standard_keys`` maps a provider name to its key variable (``{"groq": "GROQ_API_KEY"}``),
+    ``local_urls`` a keyless local server to its URL variable (``{"ollama": "OLLAMA_BASE_URL"}``).
+    """
+    env = os.environ if env is None else env
+    providers: dict[str, Any] = {
+        name: {"keys": [{"value": env[var]}]} for name, var in standard_keys.items() if env.get(var)
+    }
+    providers.update(
+        {name: {"base_url": env[var]} for name, var in local_urls.items() if env.get(var)}
+    )
+    document: dict[str, Any] = {"providers": providers}
+    if env.get("THRUWAY_MASTER_KEY"):
+        document["auth"] = {"master_key": env["THRUWAY_MASTER_KEY"]}
+    return build_config(document, source="<environment>")

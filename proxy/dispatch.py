@@ -1,0 +1,166 @@
+"""The terminal handler: the only caller of providers.
+
+It sends one attempt to ``request[TARGET]`` and renders the provider's reply. A JSON reply gets
+``extra_fields`` appended; an event stream is committed (status and headers sent) only once its
+first event has arrived, so a failure before that still raises and lets ``fallback`` move on;
+after it, a failure ends the stream with an error event and ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from providers.base import ByteStream, Call, EventStream, JSONReply
+from providers.registry import PROVIDERS
+from proxy.errors import GatewayError, UnsupportedCapabilityError
+from proxy.keys import BODY, CONFIG, OUTCOME, REQUEST_ID, TARGET, Outcome
+from proxy.operations import Inbound
+from proxy.schemas.common import ExtraFields
+from proxy.schemas.errors import ErrorBody, ErrorEnvelope
+from proxy.sse import DONE, KeepAlive, event, open_event_stream
+
+__all__ = ["dispatch", "splice_extra_fields"]
+
+log = structlog.get_logger("thruway.dispatch")
+_encode = msgspec.json.Encoder().encode
+_EMPTY = msgspec.Raw(b"{}")
+# Never in ``model_params``: what the gateway itself reads, and who the caller is.
+_NOT_PARAMS = frozenset({"model", "fallbacks", "fallbacks[]", "stream", "user", "metadata"})
+
+
+def splice_extra_fields(body: bytes, extra: bytes) -> bytes:
+    """Append ``"extra_fields": extra`` to a JSON object without decoding it.
+
+    A body that is not an object is returned unchanged.
+    """
+    end = body.rstrip()
+    if not end.endswith(b"}"):
+        return body
+    head = end[:-1].rstrip()
+    sep = b"" if head.endswith(b"{") else b","
+    return b"".join((head, sep, b'"extra_fields":', extra, b"}"))
+
+
+def _model_params(inbound: Inbound) -> msgspec.Raw:
+    skip = inbound.op.content_fields | _NOT_PARAMS
+    if inbound.raw is not None:
+        params = {k: v for k, v in inbound.raw.items() if k not in skip}
+        return msgspec.Raw(_encode(params)) if params else _EMPTY
+    fields = {k: v for k, v in inbound.fields or () if k not in skip}
+    return msgspec.Raw(_encode(fields)) if fields else _EMPTY
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    inbound = request[BODY]
+    target = request[TARGET]
+    outcome = request[OUTCOME]
+    provider = request.app[PROVIDERS][target.provider]
+    if inbound.op.name not in provider.operations:
+        raise UnsupportedCapabilityError(provider.name, inbound.op.name.replace("_", " "))
+    call = Call(
+        inbound=inbound,
+        target=target,
+        request_id=request[REQUEST_ID],
+        raw_response=request.headers.get("x-thruway-raw-response", "").lower() == "true",
+    )
+    reply = await provider.send(call)
+    headers = {"x-thruway-provider": target.provider, "x-thruway-model": target.model}
+    if isinstance(reply, JSONReply):
+        return _json_response(call, reply, headers, outcome)
+    if isinstance(reply, EventStream):
+        return await _event_stream(request, reply, headers, outcome)
+    return await _byte_stream(request, reply, headers, outcome)
+
+
+def _json_response(
+    call: Call, reply: JSONReply, headers: dict[str, str], outcome: Outcome
+) -> web.Response:
+    outcome.usage = reply.usage
+    latency = outcome.elapsed_ms()
+    extra = ExtraFields(
+        provider=call.target.provider,
+        request_type=call.inbound.op.name,
+        model_requested=call.inbound.model,
+        model_params=_model_params(call.inbound),
+        latency=latency,
+        billed_usage=reply.usage,
+        fallback_index=call.target.index,
+    )
+    if call.raw_response:
+        extra.raw_response = msgspec.Raw(reply.raw if reply.raw is not None else reply.body)
+    headers["x-thruway-latency-ms"] = f"{latency:.3f}"
+    return web.Response(
+        body=splice_extra_fields(reply.body, _encode(extra)),
+        headers={**reply.headers, **headers},
+        content_type="application/json",
+    )
+
+
+async def _event_stream(
+    request: web.Request, stream: EventStream, headers: dict[str, str], outcome: Outcome
+) -> web.StreamResponse:
+    events = aiter(stream)
+    try:
+        first: bytes | None = await anext(events)
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        outcome.usage = stream.usage
+        await stream.aclose()
+        raise
+    outcome.ttfb_ms = outcome.elapsed_ms()
+    headers["x-thruway-latency-ms"] = f"{outcome.ttfb_ms:.3f}"
+    response = await open_event_stream(request, {**stream.headers, **headers})
+    keepalive = KeepAlive(response, request.app[CONFIG].streaming.keepalive_interval_s)
+    try:
+        if first is not None:
+            await response.write(event(first))
+            keepalive.touch()
+            async for data in events:
+                await response.write(event(data))
+                keepalive.touch()
+    except GatewayError as exc:
+        # Past the first byte there is no status to change: the error travels as an event.
+        log.warning("stream_failed", status=exc.status, error_type=exc.type, error=exc.message)
+        outcome.failures.append(f"{request[TARGET].label}: {exc.status} {exc.type} mid-stream")
+        body = ErrorEnvelope(ErrorBody(exc.message, exc.type, exc.param, exc.code))
+        with contextlib.suppress(ConnectionError):
+            await response.write(event(_encode(body)))
+    finally:
+        keepalive.stop()
+        outcome.usage = stream.usage
+        await stream.aclose()
+    await response.write(DONE)
+    await response.write_eof()
+    return response
+
+
+async def _byte_stream(
+    request: web.Request, stream: ByteStream, headers: dict[str, str], outcome: Outcome
+) -> web.StreamResponse:
+    headers["x-thruway-latency-ms"] = f"{outcome.elapsed_ms():.3f}"
+    response = web.StreamResponse(
+        headers={**stream.headers, **headers, "Content-Type": stream.content_type}
+    )
+    await response.prepare(request)
+    try:
+        async for chunk in stream.chunks:
+            if outcome.ttfb_ms is None:
+                outcome.ttfb_ms = outcome.elapsed_ms()
+            await response.write(chunk)
+    except GatewayError as exc:
+        # A binary body cannot carry an error: cut the connection so the client sees a failure
+        # rather than a short file that looks complete.
+        log.warning("stream_failed", status=exc.status, error_type=exc.type, error=exc.message)
+        outcome.failures.append(f"{request[TARGET].label}: {exc.status} {exc.type} mid-stream")
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    finally:
+        await stream.aclose()
+    await response.write_eof()
+    return response

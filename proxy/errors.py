@@ -1,0 +1,149 @@
+"""The one error hierarchy of the gateway.
+
+Everything that goes wrong on a request is raised as a :class:`GatewayError`; only the ``errors``
+middleware turns it into a response body, in OpenAI's shape:
+``{"error": {message, type, param, code}}``.
+
+    GatewayError                      500 api_error
+    ├── InvalidRequestError           400 invalid_request_error (param: JSON path of the culprit)
+    │   ├── UnsupportedCapabilityError 400 unsupported_capability
+    │   └── PayloadTooLargeError      413
+    ├── AuthenticationError           401 authentication_error
+    ├── NotFoundError                 404 invalid_request_error (unknown route)
+    ├── MethodNotAllowedError         405 invalid_request_error
+    ├── UpstreamError                 the upstream's status, type and message
+    ├── UpstreamTimeoutError          504 timeout_error        (retryable)
+    └── UpstreamConnectionError       502 api_connection_error (retryable)
+
+``retryable`` says another attempt at the same or another target may succeed; ``allow_fallback``
+says the fallback chain may move on (false for the caller's own mistakes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "AuthenticationError",
+    "GatewayError",
+    "InvalidRequestError",
+    "MethodNotAllowedError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "UnsupportedCapabilityError",
+    "UpstreamConnectionError",
+    "UpstreamError",
+    "UpstreamTimeoutError",
+]
+
+_RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+class GatewayError(Exception):
+    status: int = 500
+    type: str = "api_error"
+    code: str | None = None
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers: Mapping[str, str] = headers or {}
+
+    @property
+    def allow_fallback(self) -> bool:
+        return self.retryable
+
+
+class InvalidRequestError(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedCapabilityError(InvalidRequestError):
+    code = "unsupported_capability"
+
+    def __init__(self, provider: str, capability: str) -> None:
+        super().__init__(f"Provider `{provider}` does not support {capability}.", param="model")
+        self.type = "unsupported_capability"
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    status = 413
+    code = "request_too_large"
+
+
+class AuthenticationError(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFoundError(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "unknown_url"
+
+
+class MethodNotAllowedError(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class UpstreamError(GatewayError):
+    """An error answered by a provider: its status, type, code and message are kept."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        provider: str,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code, headers=headers)
+        self.status = status
+        self.provider = provider
+        self.type = type or _type_for_status(status)
+        self.retryable = status in _RETRYABLE_STATUSES
+
+
+class UpstreamTimeoutError(GatewayError):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+    retryable = True
+
+
+class UpstreamConnectionError(GatewayError):
+    status = 502
+    type = "api_connection_error"
+    code = "upstream_unreachable"
+    retryable = True
+
+
+def _type_for_status(status: int) -> str:
+    return {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        409: "conflict_error",
+        413: "invalid_request_error",
+        422: "invalid_request_error",
+        429: "rate_limit_error",
+    }.get(status, "api_error" if status >= 500 else "invalid_request_error")

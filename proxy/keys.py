@@ -1,0 +1,68 @@
+"""Every key under which the app and a request share data: the contract between the middlewares
+and the handlers.
+
+App keys are set once at start-up; request keys are written by the middleware named beside them
+and read further in.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from aiohttp import web
+
+from proxy.config import GatewayConfig
+from proxy.operations import Inbound, Target
+from proxy.schemas.common import BilledUsage
+
+__all__ = [
+    "BODY",
+    "CONFIG",
+    "DIRECTORY",
+    "OUTCOME",
+    "REQUEST_ID",
+    "TARGET",
+    "Directory",
+    "Outcome",
+]
+
+
+class Directory(msgspec.Struct, frozen=True):
+    """Which providers can serve requests, and why the others cannot."""
+
+    available: frozenset[str]
+    unavailable: dict[str, str] = {}
+
+
+class Outcome(msgspec.Struct):
+    """What happened to one request, filled in as it passes inward and read for the canonical log
+    line and ``extra_fields``.
+    """
+
+    started: float = msgspec.field(default_factory=time.perf_counter)
+    model_requested: str = ""
+    provider: str = ""
+    model: str = ""
+    stream: bool = False
+    attempts: int = 0
+    fallback_index: int = 0
+    usage: BilledUsage | None = None
+    ttfb_ms: float | None = None
+    failures: list[str] = []
+    client_disconnected: bool = False
+    # Extra fields for the canonical log line (accounting, written by the usage middleware).
+    log_fields: dict[str, int | float | str] = {}
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)
+
+
+CONFIG = web.AppKey("config", GatewayConfig)
+# Written by the app at start-up from the provider registry.
+DIRECTORY = web.AppKey("directory", Directory)
+
+REQUEST_ID = web.RequestKey("request_id", str)  # request_context
+OUTCOME = web.RequestKey("outcome", Outcome)  # request_context creates; everyone fills in
+BODY = web.RequestKey("body", Inbound)  # decode
+TARGET = web.RequestKey("target", Target)  # fallback, once per attempt

@@ -1,0 +1,94 @@
+"""structlog set-up: JSON lines (or console output), with secrets scrubbed from every event.
+
+The standard library's loggers (aiohttp, asyncio) go through the same processors, so there is one
+format and one redaction for every line the process writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from typing import Literal, TextIO
+
+import msgspec
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from proxy.redact import REDACTED, Redactor
+
+__all__ = ["RedactSecrets", "configure_logging"]
+
+_SECRET_FIELDS = frozenset(
+    {"authorization", "api_key", "x-api-key", "key", "master_key", "password", "secret", "token"}
+)
+_encode = msgspec.json.Encoder().encode
+
+
+class RedactSecrets:
+    """A processor that blanks secret-named fields and scrubs secret values from all others."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._scrub = Redactor(secrets)
+
+    def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+        for field, value in event_dict.items():
+            if field.lower() in _SECRET_FIELDS and value:
+                event_dict[field] = REDACTED
+            elif isinstance(value, str):
+                event_dict[field] = self._scrub(value)
+            elif isinstance(value, list):
+                event_dict[field] = [self._scrub(v) if isinstance(v, str) else v for v in value]
+        return event_dict
+
+
+def _drop_none(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+    return {k: v for k, v in event_dict.items() if v is not None}
+
+
+def _render_json(logger: WrappedLogger, name: str, event_dict: EventDict) -> str:
+    return _encode(event_dict).decode()
+
+
+def configure_logging(
+    *,
+    level: str = "info",
+    fmt: Literal["json", "console"] = "json",
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+    cache: bool = True,
+) -> None:
+    """Configure structlog and the standard library's root logger once, at start-up."""
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _drop_none,
+        RedactSecrets(secrets),
+    ]
+    renderer: Processor
+    if fmt == "json":
+        shared.append(structlog.processors.format_exc_info)
+        renderer = _render_json
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    out = stream or sys.stderr
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=cache,
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    # The canonical request line replaces aiohttp's access log.
+    logging.getLogger("aiohttp.access").disabled = True

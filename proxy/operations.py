@@ -1,0 +1,127 @@
+"""What each inference route is: its request type, how its body is read, and the decoded request.
+
+A route is registered with :func:`add_endpoint`, which records its :class:`Operation`; the
+middlewares look the operation up from ``request.match_info.route`` and so recognise inference
+routes without a list of paths. The decoded body travels to the provider as an :class:`Inbound`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Literal
+
+import msgspec
+from aiohttp import web
+
+from proxy.schemas.audio import SpeechRequest, TranscriptionRequest
+from proxy.schemas.chat import ChatRequest
+from proxy.schemas.completions import CompletionRequest
+from proxy.schemas.embeddings import EmbeddingRequest
+
+__all__ = [
+    "CHAT",
+    "COMPLETION",
+    "EMBEDDING",
+    "LIST_MODELS",
+    "ROUTE_OPERATIONS",
+    "SPEECH",
+    "TRANSCRIPTION",
+    "Inbound",
+    "Operation",
+    "Target",
+    "Upload",
+    "add_endpoint",
+    "operation_of",
+]
+
+# Fields that carry a conversation's content: never copied into logs or ``model_params``.
+_CONTENT = frozenset(
+    {"messages", "prompt", "input", "tools", "functions", "instructions", "prediction", "suffix"}
+)
+# Fields only the gateway reads; never forwarded upstream.
+GATEWAY_FIELDS = frozenset({"fallbacks", "fallbacks[]"})
+
+
+class Operation(msgspec.Struct, frozen=True):
+    name: str  # the request type, as in logs and ``extra_fields.request_type``
+    body: Literal["json", "multipart", "none"]
+    # The body names ``provider/model`` and is served by one provider at a time.
+    routed: bool = True
+    content_fields: frozenset[str] = _CONTENT
+
+
+CHAT = Operation("chat_completion", "json")
+COMPLETION = Operation("text_completion", "json")
+EMBEDDING = Operation("embedding", "json")
+SPEECH = Operation("speech", "json")
+TRANSCRIPTION = Operation("transcription", "multipart")
+LIST_MODELS = Operation("list_models", "none", routed=False)
+
+SCHEMAS: dict[str, type[Any]] = {
+    CHAT.name: ChatRequest,
+    COMPLETION.name: CompletionRequest,
+    EMBEDDING.name: EmbeddingRequest,
+    SPEECH.name: SpeechRequest,
+    TRANSCRIPTION.name: TranscriptionRequest,
+}
+
+
+class Target(msgspec.Struct, frozen=True, gc=False):
+    """One place a request can be served: a provider, its model name, and the fallback position."""
+
+    provider: str
+    model: str
+    index: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+class Upload(msgspec.Struct, frozen=True):
+    """A file part of a multipart request, held in memory (bounded by the body-size limit)."""
+
+    field: str
+    filename: str
+    content_type: str
+    data: bytes
+
+
+class Inbound(msgspec.Struct):
+    """A decoded client request.
+
+    ``typed`` is the checked Struct; ``raw`` keeps every top-level field of a JSON body as the
+    client sent it (fields the schema does not model included), so OpenAI-compatible upstreams get
+    them unchanged. A multipart body has ``fields`` and ``uploads`` instead.
+    """
+
+    op: Operation
+    typed: Any
+    model: str
+    fallbacks: list[str]
+    stream: bool = False
+    wants_usage: bool = False
+    raw: dict[str, msgspec.Raw] | None = None
+    fields: list[tuple[str, str]] | None = None
+    uploads: list[Upload] | None = None
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Which operation each inference route serves; routes not in it are not inference routes.
+ROUTE_OPERATIONS = web.AppKey[dict[Hashable, Operation]]("route_operations")
+
+
+def add_endpoint(
+    app: web.Application, method: str, path: str, op: Operation, handler: Handler
+) -> None:
+    """Register an inference route: the middlewares recognise it by its operation."""
+    route = app.router.add_route(method, path, handler)
+    app.setdefault(ROUTE_OPERATIONS, {})[route] = op
+
+
+def operation_of(request: web.Request) -> Operation | None:
+    return request.app.get(ROUTE_OPERATIONS, _NONE).get(request.match_info.route)
+
+
+_NONE: dict[Hashable, Operation] = {}

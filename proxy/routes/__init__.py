@@ -1,0 +1,14 @@
+"""Route tables: thin handlers per API family."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from proxy.routes import health, openai
+
+__all__ = ["setup_routes"]
+
+
+def setup_routes(app: web.Application) -> None:
+    openai.setup(app)
+    health.setup(app)

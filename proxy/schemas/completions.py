@@ -1,0 +1,36 @@
+"""Legacy text completions (``/v1/completions``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from proxy.schemas.chat import StreamOptions
+
+__all__ = ["CompletionRequest"]
+
+
+class CompletionRequest(msgspec.Struct, omit_defaults=True):
+    model: str
+    # A string, a list of strings, a token list, or a list of token lists (the upstream checks
+    # that a list is not a mixture: msgspec unions allow one array type).
+    prompt: str | list[str | int | list[int]]
+    fallbacks: list[str] | UnsetType = UNSET
+    stream: bool | UnsetType | None = UNSET
+    stream_options: StreamOptions | UnsetType | None = UNSET
+    max_tokens: Annotated[int, Meta(ge=0)] | UnsetType | None = UNSET
+    temperature: Annotated[float, Meta(ge=0, le=2)] | UnsetType | None = UNSET
+    top_p: Annotated[float, Meta(ge=0, le=1)] | UnsetType | None = UNSET
+    n: Annotated[int, Meta(ge=1, le=128)] | UnsetType | None = UNSET
+    best_of: int | UnsetType | None = UNSET
+    echo: bool | UnsetType | None = UNSET
+    logprobs: Annotated[int, Meta(ge=0, le=5)] | UnsetType | None = UNSET
+    stop: str | list[str] | UnsetType | None = UNSET
+    suffix: str | UnsetType | None = UNSET
+    seed: int | UnsetType | None = UNSET
+    presence_penalty: Annotated[float, Meta(ge=-2, le=2)] | UnsetType | None = UNSET
+    frequency_penalty: Annotated[float, Meta(ge=-2, le=2)] | UnsetType | None = UNSET
+    logit_bias: dict[str, float] | UnsetType | None = UNSET
+    user: str | UnsetType = UNSET
