@@ -1,0 +1,117 @@
+"""Shared fixtures: fake upstreams, and a gateway in front of them.
+
+``gateway`` starts the real app (every middleware, real sockets) on 127.0.0.1 with providers
+pointed at the fakes: ``openai`` at ``fake_openai`` and ``backup`` (an OpenAI-compatible custom
+provider) at ``fake_backup``. Tests that need another configuration call ``make_gateway``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+import pytest
+import structlog
+from aiohttp.test_utils import TestClient, TestServer
+
+from proxy.app import create_app
+from proxy.config import build_config
+from tests.fakes.openai import FakeOpenAI, fake_openai
+
+__all__ = ["Gateway", "fake_backup", "fake_openai", "gateway", "make_gateway"]
+
+UPSTREAM_KEY = "sk-fake-upstream"
+
+
+@dataclass
+class Gateway:
+    client: TestClient[Any, Any]
+    base_url: str  # ".../v1", what an OpenAI SDK takes
+    sdks: list[openai.AsyncOpenAI | openai.OpenAI] = field(default_factory=list)
+
+    def sdk(self, api_key: str = "sk-anything", **kwargs: Any) -> openai.AsyncOpenAI:
+        """An async SDK client for this gateway, closed with the gateway."""
+        client = openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=api_key, max_retries=0, **kwargs
+        )
+        self.sdks.append(client)
+        return client
+
+    def sync_sdk(self, api_key: str = "sk-anything", **kwargs: Any) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=self.base_url, api_key=api_key, max_retries=0, **kwargs)
+        self.sdks.append(client)
+        return client
+
+    async def close(self) -> None:
+        for sdk in self.sdks:
+            if isinstance(sdk, openai.AsyncOpenAI):
+                await sdk.close()
+            else:
+                sdk.close()
+        await self.client.close()
+
+
+@pytest.fixture
+async def fake_backup() -> AsyncIterator[FakeOpenAI]:
+    fake = await FakeOpenAI(api_key="sk-fake-backup").start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+def provider_for(fake: FakeOpenAI, key: str = UPSTREAM_KEY, **extra: Any) -> dict[str, Any]:
+    return {"type": "openai", "base_url": fake.base_url, "keys": [{"value": key}], **extra}
+
+
+MakeGateway = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def make_gateway() -> AsyncIterator[MakeGateway]:
+    """Start gateways from config documents; all are closed after the test."""
+    gateways: list[Gateway] = []
+
+    async def make(document: dict[str, Any], env: dict[str, str] | None = None) -> Gateway:
+        config = build_config(document, source="<test>")
+        client: TestClient[Any, Any] = TestClient(TestServer(create_app(config, env=env or {})))
+        await client.start_server()
+        gateway = Gateway(client=client, base_url=str(client.make_url("/v1")))
+        gateways.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in gateways:
+        await gateway.close()
+
+
+@pytest.fixture
+async def gateway(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, fake_backup: FakeOpenAI
+) -> Gateway:
+    return await make_gateway(
+        {
+            "providers": {
+                "openai": provider_for(fake_openai),
+                "backup": provider_for(fake_backup, "sk-fake-backup"),
+            },
+        }
+    )
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """Each test starts with structlog's defaults and empty context, and leaves the standard
+    library's root logger as it found it (``configure_logging`` replaces its handlers)."""
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").disabled = False
+    structlog.reset_defaults()

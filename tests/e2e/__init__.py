@@ -1,0 +1,1 @@
+"""End-to-end tests: the whole gateway on real sockets, driven by real clients."""

@@ -1,0 +1,172 @@
+"""Streams on the wire: exact SSE bytes, no buffering, keep-alives, disconnects, late failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+import openai
+import pytest
+from aiohttp import web
+
+from tests.conftest import Gateway, MakeGateway, provider_for
+from tests.fakes.openai import Behavior, FakeOpenAI
+
+BODY = {
+    "model": "openai/gpt-4o-mini",
+    "messages": [{"role": "user", "content": "Hi"}],
+    "stream": True,
+}
+
+
+def _events(raw: bytes) -> list[bytes]:
+    assert raw.endswith(b"\n\n")
+    return raw[:-2].split(b"\n\n")
+
+
+async def test_sse_bytes_are_openais(gateway: Gateway, fake_openai: FakeOpenAI) -> None:
+    """Each upstream chunk is forwarded byte for byte as ``data: ...\\n\\n``, then ``[DONE]``."""
+    fake_openai.enqueue(Behavior(deltas=["A", "B"]))
+    resp = await gateway.client.post("/v1/chat/completions", json=BODY)
+    assert 200 == resp.status
+    assert "text/event-stream; charset=utf-8" == resp.headers["Content-Type"]
+    assert "no-cache" == resp.headers["Cache-Control"]
+    assert "openai" == resp.headers["x-thruway-provider"]
+    events = _events(await resp.read())
+    assert b"data: [DONE]" == events[-1]
+    chunks = [msgspec.json.decode(e.removeprefix(b"data: ")) for e in events[:-1]]
+    assert [{"role": "assistant", "content": "", "refusal": None}, {"content": "A"}] == [
+        c["choices"][0]["delta"] for c in chunks[:2]
+    ]
+    assert "stop" == chunks[-1]["choices"][0]["finish_reason"]
+    # Without include_usage the forced usage-only chunk is held back.
+    assert all(c["choices"] for c in chunks)
+
+
+async def test_usage_chunk_forwarded_exactly_when_asked(
+    gateway: Gateway, fake_openai: FakeOpenAI
+) -> None:
+    """With include_usage the upstream's usage chunk is forwarded as it came."""
+    body = {**BODY, "stream_options": {"include_usage": True}}
+    fake_openai.enqueue(Behavior(usage=(7, 2)))
+    resp = await gateway.client.post("/v1/chat/completions", json=body)
+    events = _events(await resp.read())
+    usage_chunk = msgspec.json.decode(events[-2].removeprefix(b"data: "))
+    assert [] == usage_chunk["choices"]
+    assert 9 == usage_chunk["usage"]["total_tokens"]
+
+
+async def test_events_are_not_buffered(gateway: Gateway, fake_openai: FakeOpenAI) -> None:
+    """Each event reaches the client when the upstream sends it, not at the end."""
+    fake_openai.enqueue(Behavior(deltas=["a", "b", "c", "d"], gap_s=0.15))
+    resp = await gateway.client.post("/v1/chat/completions", json=BODY)
+    arrivals: list[float] = []
+    start = time.monotonic()
+    buffer = b""
+    async for chunk in resp.content.iter_any():
+        buffer += chunk
+        while b"\n\n" in buffer:
+            _, buffer = buffer.split(b"\n\n", 1)
+            arrivals.append(time.monotonic() - start)
+    # Events 2..n arrive spread over the upstream's gaps, not together at the end.
+    assert arrivals[-1] - arrivals[1] > 0.3
+    assert arrivals[2] < arrivals[-1] - 0.2
+
+
+async def test_keepalive_comments_while_upstream_is_silent(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI
+) -> None:
+    """A silent upstream mid-stream gets ``: keep-alive`` comments to the client."""
+    gateway = await make_gateway(
+        {
+            "providers": {"openai": provider_for(fake_openai)},
+            "streaming": {"keepalive_interval_s": 0.05},
+        }
+    )
+    fake_openai.enqueue(Behavior(deltas=["a", "b"], gap_s=0.3))
+    resp = await gateway.client.post("/v1/chat/completions", json=BODY)
+    raw = await resp.read()
+    assert b": keep-alive\n\n" in raw
+    assert raw.endswith(b"data: [DONE]\n\n")
+    sdk_stream = await gateway.sdk().chat.completions.create(
+        model="openai/gpt-4o-mini", messages=BODY["messages"], stream=True
+    )
+    fake_openai.enqueue(Behavior(deltas=["x", "y"], gap_s=0.2))
+    text = "".join([c.choices[0].delta.content or "" async for c in sdk_stream if c.choices])
+    assert text  # the SDK skips comments
+
+
+async def test_client_disconnect_closes_the_upstream(
+    gateway: Gateway, fake_openai: FakeOpenAI
+) -> None:
+    """When the client leaves mid-stream, the gateway drops the upstream response at once."""
+    fake_openai.enqueue(Behavior(deltas=[str(i) for i in range(50)], gap_s=0.1))
+    resp = await gateway.client.post("/v1/chat/completions", json=BODY)
+    await resp.content.readuntil(b"\n\n")
+    resp.close()
+    await asyncio.wait_for(fake_openai.disconnected.wait(), timeout=2)
+    assert 1 == fake_openai.disconnects
+
+
+async def test_failure_after_first_byte_ends_with_error_event(
+    gateway: Gateway, fake_openai: FakeOpenAI
+) -> None:
+    """An upstream cut mid-stream ends the client's stream with an error event, then [DONE]."""
+    fake_openai.enqueue(Behavior(deltas=["a", "b", "c", "d"], cut_after=3))
+    resp = await gateway.client.post(
+        "/v1/chat/completions", json={**BODY, "fallbacks": ["backup/gpt-4o-mini"]}
+    )
+    events = _events(await resp.read())
+    assert b"data: [DONE]" == events[-1]
+    error = msgspec.json.decode(events[-2].removeprefix(b"data: "))["error"]
+    assert "api_connection_error" == error["type"]
+    assert "`openai`" in error["message"]
+    # Content already went out, so no fallback was tried.
+    assert 3 == len(events) - 2
+
+
+async def test_sdk_raises_on_mid_stream_error(gateway: Gateway, fake_openai: FakeOpenAI) -> None:
+    """The SDK surfaces the error event as an APIError instead of a silently short answer."""
+    fake_openai.enqueue(Behavior(deltas=["a", "b", "c", "d"], cut_after=3))
+    stream = await gateway.sdk().chat.completions.create(
+        model="openai/gpt-4o-mini", messages=BODY["messages"], stream=True
+    )
+    with pytest.raises(openai.APIError, match="closed the connection"):
+        async for _ in stream:
+            pass
+
+
+async def test_upstream_error_event_ends_the_stream(
+    make_gateway: MakeGateway, aiohttp_server: Any
+) -> None:
+    """An ``{"error": ...}`` event from the upstream mid-stream reaches the client as one."""
+    chunk = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": "partial"}, "finish_reason": None}],
+    }
+    failure = {"error": {"message": "The server had an error", "type": "server_error"}}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"data: " + msgspec.json.encode(chunk) + b"\n\n")
+        await resp.write(b"data: " + msgspec.json.encode(failure) + b"\n\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    upstream = await aiohttp_server(app)
+    gateway = await make_gateway(
+        {"providers": {"up": {"type": "vllm", "base_url": str(upstream.make_url("/v1"))}}}
+    )
+    resp = await gateway.client.post("/v1/chat/completions", json={**BODY, "model": "up/m"})
+    events = _events(await resp.read())
+    assert b"data: [DONE]" == events[-1]
+    error = msgspec.json.decode(events[-2].removeprefix(b"data: "))["error"]
+    assert "up: The server had an error" == error["message"]
+    assert "server_error" == error["type"]
