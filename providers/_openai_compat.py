@@ -363,19 +363,28 @@ class OpenAICompatProvider:
             url,
             provider=self.name,
             headers=self._headers[key],
-            timeout=self._timeout,
+            timeout=self._stream_timeout,
             data=form,
         )
+        if resp.status >= 400:
+            try:
+                data = await Upstream.read(resp, self.name)
+            finally:
+                resp.release()
+            raise self._error(resp.status, data, resp.headers)
+        headers = forwardable_headers(resp.headers)
+        if resp.content_type != "application/json":
+            # Plain text, subtitles, or (with ``stream=true``) events: forwarded as they arrive.
+            return ByteStream(
+                Upstream.chunks(resp, self.name),
+                content_type=resp.headers.get("Content-Type", "text/plain"),
+                close=_closer(resp),
+                headers=headers,
+            )
         try:
             data = await Upstream.read(resp, self.name)
-            if resp.status >= 400:
-                raise self._error(resp.status, data, resp.headers)
-            headers = forwardable_headers(resp.headers)
-            content_type = resp.headers.get("Content-Type", "text/plain")
         finally:
             resp.release()
-        if not content_type.startswith("application/json"):
-            return ByteStream(_once(data), content_type=content_type, close=_noop, headers=headers)
         try:
             usage = _transcription_view(data).usage
         except msgspec.DecodeError as exc:
@@ -433,10 +442,3 @@ def _closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
 
     return close
 
-
-async def _once(data: bytes) -> AsyncGenerator[bytes, None]:
-    yield data
-
-
-async def _noop() -> None:
-    return None

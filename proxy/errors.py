@@ -36,7 +36,7 @@ __all__ = [
     "UpstreamTimeoutError",
 ]
 
-_RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+_RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 
 
 class GatewayError(Exception):
