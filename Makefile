@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?= config.example.yaml
-SOURCES := proxy middlewares providers tests bench
+SOURCES := proxy middlewares providers tests
 
 .PHONY: install run test lint fmt bench bench-quick clean
 

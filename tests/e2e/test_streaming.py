@@ -170,3 +170,46 @@ async def test_upstream_error_event_ends_the_stream(
     error = msgspec.json.decode(events[-2].removeprefix(b"data: "))["error"]
     assert "up: The server had an error" == error["message"]
     assert "server_error" == error["type"]
+
+
+async def test_exact_wire_bytes(make_gateway: MakeGateway, aiohttp_server: Any) -> None:
+    """The client receives exactly the upstream's payloads, re-framed as ``data: ...\\n\\n``."""
+    payloads = [
+        b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+        b'[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}',
+        b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+        b'[{"index":0,"delta":{"content":"h\\u00e9llo \\n"},"finish_reason":null}]}',
+        b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+        b'[{"index":0,"delta":{},"finish_reason":"stop"}]}',
+    ]
+    usage = (
+        b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],'
+        b'"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}'
+    )
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        # CRLF framing, a comment and a split write: the gateway re-frames, it does not copy.
+        await resp.write(b": upstream comment\r\n\r\n")
+        for payload in [*payloads, usage]:
+            await resp.write(b"data: " + payload[:10])
+            await resp.write(payload[10:] + b"\r\n\r\n")
+        await resp.write(b"data: [DONE]\r\n\r\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    upstream = await aiohttp_server(app)
+    gateway = await make_gateway(
+        {"providers": {"up": {"type": "vllm", "base_url": str(upstream.make_url("/v1"))}}}
+    )
+    body = {**BODY, "model": "up/m"}
+    resp = await gateway.client.post("/v1/chat/completions", json=body)
+    assert b"".join(b"data: " + p + b"\n\n" for p in payloads) + b"data: [DONE]\n\n" == (
+        await resp.read()
+    )
+    asked = {**body, "stream_options": {"include_usage": True}}
+    resp = await gateway.client.post("/v1/chat/completions", json=asked)
+    expected = b"".join(b"data: " + p + b"\n\n" for p in [*payloads, usage]) + b"data: [DONE]\n\n"
+    assert expected == await resp.read()
