@@ -441,4 +441,3 @@ def _closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
             resp.close()
 
     return close
-
