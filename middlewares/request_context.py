@@ -34,7 +34,10 @@ def request_context_middleware() -> Middleware:
         error_type: str | None = None
         try:
             response = await handler(request)
-            status = response.status
+            # A stream whose client left midway ends quietly, but is logged as what it was.
+            status = 499 if outcome.client_disconnected else response.status
+            if outcome.client_disconnected:
+                error_type = "client_disconnected"
             return response
         except GatewayError as exc:
             status, error_type = exc.status, exc.type

@@ -130,12 +130,19 @@ async def _event_stream(
         body = ErrorEnvelope(ErrorBody(exc.message, exc.type, exc.param, exc.code))
         with contextlib.suppress(ConnectionError):
             await response.write(event(_encode(body)))
+    except ConnectionError:
+        # The client went away between two events: nothing more to send, nobody to tell.
+        outcome.client_disconnected = True
+        return response
     finally:
         keepalive.stop()
         outcome.usage = stream.usage
         await stream.aclose()
-    await response.write(DONE)
-    await response.write_eof()
+    try:
+        await response.write(DONE)
+        await response.write_eof()
+    except ConnectionError:
+        outcome.client_disconnected = True
     return response
 
 
@@ -160,7 +167,13 @@ async def _byte_stream(
         if request.transport is not None:
             request.transport.abort()
         return response
+    except ConnectionError:
+        outcome.client_disconnected = True
+        return response
     finally:
         await stream.aclose()
-    await response.write_eof()
+    try:
+        await response.write_eof()
+    except ConnectionError:
+        outcome.client_disconnected = True
     return response

@@ -42,6 +42,18 @@ class RedactSecrets:
         return event_dict
 
 
+def _summarize_exception(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+    """Replace ``exc_info`` by one line naming the exception: no tracebacks outside debug."""
+    exc_info = event_dict.pop("exc_info", None)
+    if exc_info:
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        exc = exc_info if isinstance(exc_info, BaseException) else exc_info[1]
+        if exc is not None:
+            event_dict["exception"] = f"{type(exc).__name__}: {exc}"
+    return event_dict
+
+
 def _drop_none(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
     return {k: v for k, v in event_dict.items() if v is not None}
 
@@ -65,11 +77,12 @@ def configure_logging(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _drop_none,
+        # Exceptions are rendered before redaction, so a secret in their text is scrubbed too.
+        structlog.processors.format_exc_info if numeric <= logging.DEBUG else _summarize_exception,
         RedactSecrets(secrets),
     ]
     renderer: Processor
     if fmt == "json":
-        shared.append(structlog.processors.format_exc_info)
         renderer = _render_json
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)

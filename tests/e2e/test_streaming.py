@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -10,6 +11,7 @@ import msgspec
 import openai
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from tests.conftest import Gateway, MakeGateway, provider_for
 from tests.fakes.openai import Behavior, FakeOpenAI
@@ -98,16 +100,25 @@ async def test_keepalive_comments_while_upstream_is_silent(
     assert text  # the SDK skips comments
 
 
+@pytest.mark.parametrize("gap_s", [0.001, 0.1])
 async def test_client_disconnect_closes_the_upstream(
-    gateway: Gateway, fake_openai: FakeOpenAI
+    gateway: Gateway, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture, gap_s: float
 ) -> None:
-    """When the client leaves mid-stream, the gateway drops the upstream response at once."""
-    fake_openai.enqueue(Behavior(deltas=[str(i) for i in range(50)], gap_s=0.1))
-    resp = await gateway.client.post("/v1/chat/completions", json=BODY)
-    await resp.content.readuntil(b"\n\n")
-    resp.close()
-    await asyncio.wait_for(fake_openai.disconnected.wait(), timeout=2)
+    """A client leaving mid-stream drops the upstream at once, logs 499, and no traceback."""
+    fake_openai.enqueue(Behavior(deltas=[str(i % 10) * 2000 for i in range(3000)], gap_s=gap_s))
+    with capture_logs() as logs:
+        resp = await gateway.client.post("/v1/chat/completions", json=BODY)
+        await resp.content.readuntil(b"\n\n")
+        resp.close()
+        await asyncio.wait_for(fake_openai.disconnected.wait(), timeout=2)
+        for _ in range(50):
+            if any(entry["event"] == "request" for entry in logs):
+                break
+            await asyncio.sleep(0.02)
     assert 1 == fake_openai.disconnects
+    (line,) = [entry for entry in logs if entry["event"] == "request"]
+    assert (499, "client_disconnected") == (line["status"], line["error_type"])
+    assert [] == [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_failure_after_first_byte_ends_with_error_event(

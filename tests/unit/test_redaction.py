@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import msgspec
 import structlog
@@ -45,3 +46,37 @@ def test_log_lines_are_redacted() -> None:
     assert "[redacted]" == lines[0]["authorization"]
     assert "info" == lines[0]["level"]
     assert ["openai: [redacted] rejected"] == lines[1]["failures"]
+
+
+def test_exceptions_are_one_line_outside_debug() -> None:
+    """Outside debug level an exception is logged as one scrubbed line, never a traceback."""
+    out = io.StringIO()
+    configure_logging(
+        level="info", fmt="json", secrets=["sk-live-TOPSECRET99"], stream=out, cache=False
+    )
+    try:
+        raise ConnectionResetError("lost while using sk-live-TOPSECRET99")
+    except ConnectionResetError:
+        structlog.get_logger("test").error("failed", exc_info=True)
+        logging.getLogger("aiohttp.server").exception("Error handling request")
+    lines = [msgspec.json.decode(line) for line in out.getvalue().splitlines()]
+    assert 2 == len(lines)
+    for line in lines:
+        assert "ConnectionResetError: lost while using [redacted]" == line["exception"]
+    assert "Traceback" not in out.getvalue()
+    assert "aiohttp.server" == lines[1]["logger"]
+
+
+def test_debug_level_keeps_tracebacks() -> None:
+    """At debug level the whole traceback is kept, still scrubbed."""
+    out = io.StringIO()
+    configure_logging(
+        level="debug", fmt="json", secrets=["sk-live-TOPSECRET99"], stream=out, cache=False
+    )
+    try:
+        raise ValueError("sk-live-TOPSECRET99")
+    except ValueError:
+        structlog.get_logger("test").error("failed", exc_info=True)
+    line = msgspec.json.decode(out.getvalue())
+    assert line["exception"].startswith("Traceback")
+    assert "TOPSECRET" not in out.getvalue()
