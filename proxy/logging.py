@@ -81,11 +81,9 @@ def configure_logging(
         structlog.processors.format_exc_info if numeric <= logging.DEBUG else _summarize_exception,
         RedactSecrets(secrets),
     ]
-    renderer: Processor
-    if fmt == "json":
-        renderer = _render_json
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    renderer: Processor = (
+        _render_json if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    )
     out = stream or sys.stderr
     structlog.configure(
         processors=[*shared, renderer],
