@@ -12,7 +12,7 @@ from aiohttp import web
 from providers.base import ModelInfo, Provider
 from providers.registry import PROVIDERS
 from proxy.dispatch import dispatch
-from proxy.errors import GatewayError
+from proxy.errors import GatewayError, NotFoundError
 from proxy.operations import (
     CHAT,
     COMPLETION,
@@ -82,6 +82,23 @@ async def list_models(request: web.Request) -> web.Response:
     return web.Response(body=_encode(ModelList(data=data)), content_type="application/json")
 
 
+async def retrieve_model(request: web.Request) -> web.Response:
+    """One model by its ``provider/model`` id, from the same cached lists."""
+    model_id = request.match_info["model"]
+    provider_name, _, name = model_id.partition("/")
+    provider = request.app[PROVIDERS].providers.get(provider_name)
+    if provider is not None:
+        for m in await request.app[MODEL_CATALOG].models(provider):
+            if m.id == name:
+                found = Model(id=model_id, created=m.created, owned_by=m.owned_by or provider_name)
+                return web.Response(body=_encode(found), content_type="application/json")
+    raise NotFoundError(
+        f"The model `{model_id}` does not exist or is not listed by its provider.",
+        param="model",
+        code="model_not_found",
+    )
+
+
 def setup(app: web.Application) -> None:
     for path, op in (
         ("/v1/chat/completions", CHAT),
@@ -92,3 +109,4 @@ def setup(app: web.Application) -> None:
     ):
         add_endpoint(app, "POST", path, op, dispatch)
     add_endpoint(app, "GET", "/v1/models", LIST_MODELS, list_models)
+    add_endpoint(app, "GET", "/v1/models/{model:.+}", LIST_MODELS, retrieve_model)

@@ -285,6 +285,16 @@ async def test_models_list(gateway: Gateway, fake_openai: FakeOpenAI) -> None:
     assert fetched == sum(1 for r in fake_openai.requests if r.path == "/v1/models")
 
 
+async def test_models_retrieve(gateway: Gateway) -> None:
+    """One model can be fetched by its provider/model id; an unknown one is a 404."""
+    client = gateway.sdk()
+    model = await client.models.retrieve("openai/gpt-4o-mini")
+    assert ("openai/gpt-4o-mini", "model") == (model.id, model.object)
+    with pytest.raises(openai.NotFoundError) as info:
+        await client.models.retrieve("openai/no-such-model")
+    assert "model_not_found" == info.value.code
+
+
 async def test_raw_response_on_request(gateway: Gateway, fake_openai: FakeOpenAI) -> None:
     """``x-thruway-raw-response: true`` adds the upstream's own body to extra_fields."""
     result = await gateway.sdk().chat.completions.create(
