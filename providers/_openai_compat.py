@@ -160,6 +160,8 @@ class OpenAICompatProvider:
         settings: ProviderConfig,
         upstream: Upstream,
         keys: KeyRing,
+        *,
+        proxy: str | None = None,
     ) -> None:
         base = settings.base_url or spec.base_url
         if not base:
@@ -169,6 +171,7 @@ class OpenAICompatProvider:
         self._spec = spec
         self._base = base.rstrip("/")
         self._upstream = upstream
+        self._proxy = proxy
         self._keys = keys
         self._scrub = Redactor(keys.values)
         self._drop = GATEWAY_FIELDS | spec.drop_params
@@ -215,6 +218,7 @@ class OpenAICompatProvider:
             provider=self.name,
             headers=self._headers[index or 0],
             timeout=self._timeout,
+            proxy=self._proxy,
         )
         try:
             data = await Upstream.read(resp, self.name)
@@ -365,6 +369,7 @@ class OpenAICompatProvider:
             headers=self._headers[key],
             timeout=self._stream_timeout,
             data=form,
+            proxy=self._proxy,
         )
         if resp.status >= 400:
             try:
@@ -409,6 +414,7 @@ class OpenAICompatProvider:
             headers=self._json_headers[key],
             timeout=timeout,
             data=body,
+            proxy=self._proxy,
         )
 
     def _error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:

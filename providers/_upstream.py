@@ -11,13 +11,21 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
 from proxy.errors import GatewayError, UpstreamConnectionError, UpstreamTimeoutError
 
-__all__ = ["HTTP_SESSION", "Upstream", "map_client_errors", "open_session"]
+__all__ = [
+    "HTTP_SESSION",
+    "Upstream",
+    "forwardable_headers",
+    "map_client_errors",
+    "open_session",
+    "proxy_for",
+]
 
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 
@@ -70,6 +78,22 @@ def map_client_errors(provider: str) -> Iterator[None]:
         ) from exc
 
 
+def proxy_for(url: str, env: Mapping[str, str]) -> str | None:
+    """The HTTP proxy for an upstream URL from the standard variables, honouring NO_PROXY.
+
+    Loopback upstreams (local model servers) are never proxied.
+    """
+    lowered = {k.lower(): v for k, v in env.items() if k.lower().endswith("_proxy") and v}
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if host == "localhost" or host.startswith("127.") or host == "::1":
+        return None
+    no_proxy = [h.strip().lstrip(".").lower() for h in lowered.get("no_proxy", "").split(",")]
+    if "*" in no_proxy or any(h and (host == h or host.endswith("." + h)) for h in no_proxy):
+        return None
+    return lowered.get(f"{parts.scheme}_proxy") or lowered.get("all_proxy") or None
+
+
 def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The upstream's response headers worth passing to the client (rate limits, processing time).
 
@@ -103,11 +127,18 @@ class Upstream:
         headers: Mapping[str, str],
         timeout: aiohttp.ClientTimeout,
         data: Any = None,
+        proxy: str | None = None,
     ) -> aiohttp.ClientResponse:
         """Send a request and return once the response headers are in; the caller releases it."""
         with map_client_errors(provider):
             return await self._session.request(
-                method, url, headers=headers, data=data, timeout=timeout, allow_redirects=False
+                method,
+                url,
+                headers=headers,
+                data=data,
+                timeout=timeout,
+                allow_redirects=False,
+                proxy=proxy,
             )
 
     @staticmethod
@@ -132,7 +163,9 @@ async def open_session() -> AsyncIterator[aiohttp.ClientSession]:
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=True,
         raise_for_status=False,
-        trust_env=True,
+        # Not trust_env: it re-reads the proxy variables and ~/.netrc (in a thread) on every
+        # request. Proxies are resolved once per provider instead (``proxy_for``).
+        trust_env=False,
     )
     try:
         yield session

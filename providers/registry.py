@@ -10,7 +10,7 @@ from aiohttp import web
 from providers import compat, openai
 from providers._keys import KeyRing
 from providers._openai_compat import CompatSpec, OpenAICompatProvider
-from providers._upstream import Upstream
+from providers._upstream import Upstream, proxy_for
 from providers.base import Provider
 from proxy.config import ConfigError, GatewayConfig, KeyConfig, ProviderConfig
 from proxy.keys import Directory
@@ -110,5 +110,8 @@ def build_registry(
         if isinstance(keys, str):
             unavailable[name] = keys
             continue
-        providers[name] = OpenAICompatProvider(name, spec, settings, upstream, KeyRing(keys))
+        base_url = settings.base_url or spec.base_url or ""
+        providers[name] = OpenAICompatProvider(
+            name, spec, settings, upstream, KeyRing(keys), proxy=proxy_for(base_url, env)
+        )
     return Registry(providers, Directory(frozenset(providers), unavailable))
