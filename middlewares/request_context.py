@@ -66,22 +66,21 @@ def _canonical_line(
     if op is None and status < 400:
         log.debug("request", method=request.method, path=request.path, status=status)
         return
-    fields = outcome.log_fields
-    log.info(
-        "request",
-        method=request.method,
-        path=request.path,
-        status=status,
-        request_type=op.name if op else None,
-        model_requested=outcome.model_requested or None,
-        provider=outcome.provider or None,
-        model=outcome.model or None,
-        stream=outcome.stream,
-        attempts=outcome.attempts,
-        fallback_index=outcome.fallback_index,
-        latency_ms=outcome.elapsed_ms(),
-        ttfb_ms=outcome.ttfb_ms,
-        error_type=error_type,
-        failures=outcome.failures or None,
-        **fields,
-    )
+    line: dict[str, object] = {
+        "method": request.method,
+        "path": request.path,
+        "status": status,
+        "request_type": op.name if op else None,
+        "model_requested": outcome.model_requested or None,
+        "provider": outcome.provider or None,
+        "model": outcome.model or None,
+        "stream": outcome.stream,
+        "attempts": outcome.attempts,
+        "fallback_index": outcome.fallback_index,
+        "latency_ms": outcome.elapsed_ms(),
+        "ttfb_ms": outcome.ttfb_ms,
+        "error_type": error_type,
+        "failures": outcome.failures or None,
+        **outcome.log_fields,
+    }
+    log.info("request", **{k: v for k, v in line.items() if v is not None})

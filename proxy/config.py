@@ -151,6 +151,24 @@ def _describe(exc: msgspec.ValidationError) -> str:
     return f"at {where.strip('`')}: {what}"
 
 
+def _name_provider(document: dict[str, Any], exc: msgspec.ValidationError) -> Exception:
+    """msgspec reports an error inside a mapping's value as ``$.providers[...]``; find which
+    provider it was by checking each alone, so the message can say ``$.providers.openai``."""
+    if "`$.providers[...]" not in str(exc) or not isinstance(document.get("providers"), dict):
+        return exc
+    for name, value in document["providers"].items():
+        try:
+            msgspec.convert(value, ProviderConfig, strict=False)
+        except msgspec.ValidationError as inner:
+            text = str(inner)
+            if " - at `$" in text:
+                text = text.replace(" - at `$", f" - at `$.providers.{name}", 1)
+            else:
+                text += f" - at `$.providers.{name}`"
+            return msgspec.ValidationError(text)
+    return exc
+
+
 def build_config(document: Any, *, source: str) -> GatewayConfig:
     """Decode a document (already env-substituted) into a checked :class:`GatewayConfig`."""
     if document is None:
@@ -161,7 +179,7 @@ def build_config(document: Any, *, source: str) -> GatewayConfig:
     try:
         config = msgspec.convert(document, GatewayConfig, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc)}") from exc
+        raise ConfigError(f"{source}: {_describe(_name_provider(document, exc))}") from exc
     _check(config)
     return config
 

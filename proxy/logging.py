@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterable
 from typing import Literal, TextIO
 
@@ -19,8 +20,13 @@ from proxy.redact import REDACTED, Redactor
 
 __all__ = ["RedactSecrets", "configure_logging"]
 
+_SECRET_NAMES = ("authorization", "api_key", "x-api-key", "key", "master_key", "password", "secret")
 _SECRET_FIELDS = frozenset(
-    {"authorization", "api_key", "x-api-key", "key", "master_key", "password", "secret", "token"}
+    [*_SECRET_NAMES, *(n.upper() for n in _SECRET_NAMES), *(n.title() for n in _SECRET_NAMES)]
+)
+# Fields whose values the gateway itself makes (or has checked): nothing secret can be in them.
+_GATEWAY_MADE = frozenset(
+    {"event", "level", "timestamp", "request_id", "method", "request_type", "provider", "logger"}
 )
 _encode = msgspec.json.Encoder().encode
 
@@ -32,13 +38,43 @@ class RedactSecrets:
         self._scrub = Redactor(secrets)
 
     def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+        # The common case (nothing to scrub) costs one search over all the strings at once.
+        texts = []
         for field, value in event_dict.items():
-            if field.lower() in _SECRET_FIELDS and value:
+            if isinstance(value, str):
+                if field not in _GATEWAY_MADE:
+                    texts.append(value)
+            elif isinstance(value, list):
+                texts.extend(v for v in value if isinstance(v, str))
+        if _SECRET_FIELDS.isdisjoint(event_dict) and not self._scrub.found_in("\n".join(texts)):
+            return event_dict
+        for field, value in event_dict.items():
+            if field in _SECRET_FIELDS and value:
                 event_dict[field] = REDACTED
             elif isinstance(value, str):
                 event_dict[field] = self._scrub(value)
             elif isinstance(value, list):
                 event_dict[field] = [self._scrub(v) if isinstance(v, str) else v for v in value]
+        return event_dict
+
+
+class _Timestamp:
+    """ISO-8601 UTC timestamps with microseconds; the date and time of the current second are
+    formatted once per second, not once per line."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        event_dict["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
         return event_dict
 
 
@@ -52,10 +88,6 @@ def _summarize_exception(logger: WrappedLogger, name: str, event_dict: EventDict
         if exc is not None:
             event_dict["exception"] = f"{type(exc).__name__}: {exc}"
     return event_dict
-
-
-def _drop_none(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
-    return {k: v for k, v in event_dict.items() if v is not None}
 
 
 def _render_json(logger: WrappedLogger, name: str, event_dict: EventDict) -> str:
@@ -75,8 +107,7 @@ def configure_logging(
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _drop_none,
+        _Timestamp(),
         # Exceptions are rendered before redaction, so a secret in their text is scrubbed too.
         structlog.processors.format_exc_info if numeric <= logging.DEBUG else _summarize_exception,
         RedactSecrets(secrets),

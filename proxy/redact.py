@@ -12,23 +12,50 @@ REDACTED = "[redacted]"
 # Key shapes of the common providers (OpenAI sk-, Groq gsk_, xAI xai-, Perplexity pplx-,
 # Anthropic sk-ant-, Fireworks fw_, Cerebras csk-, Google AIza, the gateway's own sk-thr-),
 # including the masked forms providers echo in 401 messages ("Incorrect API key provided:
-# sk-ab***wxyz").
+# sk-ab***wxyz"), and bearer tokens. A key starts a word: "task-forces" is not a key.
 _KEY_SHAPES = (
-    r"(?:sk|gsk|xai|pplx|fw|csk|nvapi|sk-or)[-_][A-Za-z0-9*_\-]{6,}"
-    r"|AIza[A-Za-z0-9_\-]{20,}"
-    r"|(?i:bearer)\s+[A-Za-z0-9._~+/\-]+=*"
+    r"(?<![A-Za-z0-9])(?:sk|gsk|xai|pplx|fw|csk|nvapi)[-_][A-Za-z0-9*_\-]{6,}"
+    r"|(?<![A-Za-z0-9])AIza[A-Za-z0-9_\-]{20,}"
+    r"|[Bb][Ee][Aa][Rr][Ee][Rr]\s+[A-Za-z0-9._~+/\-]+=*"
+)
+# Every match of _KEY_SHAPES contains one of these; testing for them first (a C-speed substring
+# search) spares the regex on the ordinary text that makes up nearly every log line.
+_TRIGGERS = (
+    "sk-",
+    "sk_",
+    "gsk_",
+    "xai-",
+    "xai_",
+    "pplx",
+    "fw_",
+    "fw-",
+    "csk",
+    "nvapi",
+    "AIza",
+    "earer",
+    "EARER",
 )
 
 
 class Redactor:
     """Replaces known secret values and anything shaped like an API key with ``[redacted]``."""
 
-    __slots__ = ("_pattern",)
+    __slots__ = ("_pattern", "_triggers")
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         exact = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
         parts = [re.escape(s) for s in exact] + [_KEY_SHAPES]
         self._pattern = re.compile("|".join(parts))
+        self._triggers = (*exact, *_TRIGGERS)
+
+    def found_in(self, text: str) -> bool:
+        """Whether ``text`` holds anything to redact."""
+        for trigger in self._triggers:
+            if trigger in text:
+                return self._pattern.search(text) is not None
+        return False
 
     def __call__(self, text: str) -> str:
+        if not self.found_in(text):
+            return text
         return self._pattern.sub(REDACTED, text)
