@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from proxy.errors import GatewayError
-from proxy.keys import OUTCOME, REQUEST_ID, Outcome
+from proxy.keys import DRAINING, OUTCOME, REQUEST_ID, Outcome
 from proxy.operations import operation_of
 
 __all__ = ["request_context_middleware"]
@@ -46,9 +46,13 @@ def request_context_middleware() -> Middleware:
             status, error_type = exc.status, "http_error"
             raise
         except (asyncio.CancelledError, ConnectionResetError):
-            # nginx's convention for "client closed the request".
-            status, error_type = 499, "client_disconnected"
-            outcome.client_disconnected = True
+            if request.app[DRAINING].is_set():
+                # Cut by a shutdown whose drain time ran out, not by the client.
+                status, error_type = 503, "gateway_shutdown"
+            else:
+                # nginx's convention for "client closed the request".
+                status, error_type = 499, "client_disconnected"
+                outcome.client_disconnected = True
             raise
         except Exception:
             error_type = "internal_error"

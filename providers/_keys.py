@@ -45,6 +45,13 @@ class KeyRing:
                 self._cache[model] = got
         return got
 
+    def any_key(self) -> int | None:
+        """A key for a request about no particular model (the model list)."""
+        if not self._keys:
+            return None
+        weights = [k.weight for k in self._keys]
+        return random.choices(range(len(self._keys)), weights)[0]  # noqa: S311
+
     def choose(self, model: str) -> int | None:
         """The index of the key to use, or ``None`` when keyless; raises ``LookupError`` when no
         key allows the model."""

@@ -211,7 +211,7 @@ class OpenAICompatProvider:
         listed = [ModelInfo(id=m, owned_by=self.name) for m in self._configured_models]
         if not self._spec.has_model_list:
             return listed
-        index = self._keys.choose("*") if not self._keys.keyless else None
+        index = self._keys.any_key()
         resp = await self._upstream.open(
             "GET",
             self._base + "/models",

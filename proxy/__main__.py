@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import msgspec
 import structlog
@@ -100,6 +100,8 @@ def serve(config: GatewayConfig, *, reuse_port: bool = False) -> int:
         )
 
     app.on_startup.append(started)
+    if reuse_port:
+        app.cleanup_ctx.append(_exit_when_orphaned)
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     web.run_app(
@@ -118,10 +120,31 @@ def serve(config: GatewayConfig, *, reuse_port: bool = False) -> int:
     return 0
 
 
+async def _exit_when_orphaned(app: web.Application) -> AsyncIterator[None]:
+    """A worker whose supervisor is gone stops itself the graceful way (as on SIGTERM)."""
+    parent = os.getppid()
+
+    async def watch() -> None:
+        # Nothing signals a parent's death portably (Linux has PR_SET_PDEATHSIG): poll.
+        while os.getppid() == parent:  # noqa: ASYNC110
+            await asyncio.sleep(1.0)
+        log.warning("supervisor_gone", pid=os.getpid())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    task = asyncio.create_task(watch())
+    yield
+    task.cancel()
+
+
 def supervise(argv: Sequence[str], workers: int) -> int:
-    """Run ``workers`` processes on one port; restart one that dies; stop all on SIGTERM/SIGINT."""
+    """Run ``workers`` processes on one port; restart one that dies; stop all on SIGTERM/SIGINT.
+
+    Workers run in their own session, so a terminal's Ctrl-C reaches them once, through this
+    process; a worker whose supervisor vanishes (SIGKILL) drains and exits by itself.
+    """
     command = [sys.executable, "-m", "proxy", *argv, "--worker"]
     stopping = False
+    procs: list[subprocess.Popen[bytes]] = []
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
@@ -130,21 +153,26 @@ def supervise(argv: Sequence[str], workers: int) -> int:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
 
-    # Workers get their own session so a terminal's Ctrl-C reaches them only through us, once.
-    procs = [subprocess.Popen(command, start_new_session=True) for _ in range(workers)]
+    def spawn() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(command, start_new_session=True)
+        if stopping:  # the signal came while it was starting
+            proc.send_signal(signal.SIGTERM)
+        return proc
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while True:
-        if stopping:
-            codes = [proc.wait() for proc in procs]
-            return 0 if all(c == 0 for c in codes) else 1
+    procs.extend(spawn() for _ in range(workers))
+    while not stopping:
         for i, proc in enumerate(procs):
             code = proc.poll()
             if code is not None and not stopping:
                 print(f"thruway: worker {proc.pid} exited with {code}; restarting", file=sys.stderr)
                 time.sleep(0.5)
-                procs[i] = subprocess.Popen(command, start_new_session=True)
+                if not stopping:
+                    procs[i] = spawn()
         time.sleep(0.2)
+    codes = [proc.wait() for proc in procs]
+    return 0 if all(c == 0 for c in codes) else 1
 
 
 def _without_workers(argv: list[str]) -> list[str]:

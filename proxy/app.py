@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
 
@@ -11,7 +12,7 @@ from middlewares import build_chain
 from providers._upstream import HTTP_SESSION, Upstream, open_session
 from providers.registry import PROVIDERS, build_registry
 from proxy.config import GatewayConfig
-from proxy.keys import CONFIG, DIRECTORY, REQUEST_ID
+from proxy.keys import CONFIG, DIRECTORY, DRAINING, REQUEST_ID
 from proxy.routes import setup_routes
 from proxy.routes.openai import MODEL_CATALOG, ModelCatalog
 
@@ -26,6 +27,7 @@ def create_app(
         client_max_size=config.server.max_body_bytes,
     )
     app[CONFIG] = config
+    app[DRAINING] = asyncio.Event()
     setup_routes(app)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -44,7 +46,12 @@ def create_app(
 
     app.cleanup_ctx.append(resources)
     app.on_response_prepare.append(_stamp_request_id)
+    app.on_shutdown.append(_start_draining)
     return app
+
+
+async def _start_draining(app: web.Application) -> None:
+    app[DRAINING].set()
 
 
 async def _stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:

@@ -151,7 +151,9 @@ def _describe(exc: msgspec.ValidationError) -> str:
     return f"at {where.strip('`')}: {what}"
 
 
-def _name_provider(document: dict[str, Any], exc: msgspec.ValidationError) -> Exception:
+def _name_provider(
+    document: dict[str, Any], exc: msgspec.ValidationError
+) -> msgspec.ValidationError:
     """msgspec reports an error inside a mapping's value as ``$.providers[...]``; find which
     provider it was by checking each alone, so the message can say ``$.providers.openai``."""
     if "`$.providers[...]" not in str(exc) or not isinstance(document.get("providers"), dict):

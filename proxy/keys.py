@@ -7,6 +7,7 @@ and read further in.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import msgspec
@@ -20,6 +21,7 @@ __all__ = [
     "BODY",
     "CONFIG",
     "DIRECTORY",
+    "DRAINING",
     "OUTCOME",
     "REQUEST_ID",
     "TARGET",
@@ -59,6 +61,8 @@ class Outcome(msgspec.Struct):
 
 
 CONFIG = web.AppKey("config", GatewayConfig)
+# Set when the server starts shutting down (before in-flight requests are drained).
+DRAINING = web.AppKey("draining", asyncio.Event)
 # Written by the app at start-up from the provider registry.
 DIRECTORY = web.AppKey("directory", Directory)
 

@@ -17,6 +17,8 @@ _KEY_SHAPES = (
     r"(?<![A-Za-z0-9])(?:sk|gsk|xai|pplx|fw|csk|nvapi)[-_][A-Za-z0-9*_\-]{6,}"
     r"|(?<![A-Za-z0-9])AIza[A-Za-z0-9_\-]{20,}"
     r"|[Bb][Ee][Aa][Rr][Ee][Rr]\s+[A-Za-z0-9._~+/\-]+=*"
+    # A token with a run of asterisks is a masked secret whatever its shape ("tok-S***8877").
+    r"|[A-Za-z0-9_\-]*\*{3,}[A-Za-z0-9_\-]*"
 )
 # Every match of _KEY_SHAPES contains one of these; testing for them first (a C-speed substring
 # search) spares the regex on the ordinary text that makes up nearly every log line.
@@ -34,6 +36,7 @@ _TRIGGERS = (
     "AIza",
     "earer",
     "EARER",
+    "***",
 )
 
 

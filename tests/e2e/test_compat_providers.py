@@ -97,6 +97,24 @@ async def test_key_allow_lists(make_gateway: MakeGateway, fake_openai: FakeOpenA
     assert "model_not_allowed" == info.value.code
 
 
+async def test_model_list_with_restricted_keys(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI
+) -> None:
+    """Listing models concerns no model in particular, so a key limited to some models serves."""
+    gateway = await make_gateway(
+        {
+            "providers": {
+                "openai": {
+                    "base_url": fake_openai.base_url,
+                    "keys": [{"value": "sk-fake-upstream", "models": ["gpt-4o*"]}],
+                }
+            }
+        }
+    )
+    listed = [m.id for m in (await gateway.sdk().models.list()).data]
+    assert "openai/gpt-4o-mini" in listed
+
+
 async def test_canonical_log_line_accounts_stream_usage(
     make_gateway: MakeGateway, fake_openai: FakeOpenAI
 ) -> None:

@@ -80,3 +80,10 @@ def test_debug_level_keeps_tracebacks() -> None:
     line = msgspec.json.decode(out.getvalue())
     assert line["exception"].startswith("Traceback")
     assert "TOPSECRET" not in out.getvalue()
+
+
+def test_masked_keys_of_any_shape_are_scrubbed() -> None:
+    """A provider echoing a masked key of an unknown shape ("tok-S***8877") loses it too."""
+    scrub = Redactor()
+    out = scrub("openai: Incorrect API key provided: tok-S***8877. You can find your key ...")
+    assert "openai: Incorrect API key provided: [redacted]. You can find your key ..." == out
