@@ -211,19 +211,10 @@ class OpenAICompatProvider:
         listed = [ModelInfo(id=m, owned_by=self.name) for m in self._configured_models]
         if not self._spec.has_model_list:
             return listed
-        index = self._keys.any_key()
-        resp = await self._upstream.open(
-            "GET",
-            self._base + "/models",
-            provider=self.name,
-            headers=self._headers[index or 0],
-            timeout=self._timeout,
-            proxy=self._proxy,
-        )
+        headers = self._headers[self._keys.any_key() or 0]
+        resp = await self._open("GET", self._base + "/models", headers, self._timeout)
         try:
             data = await Upstream.read(resp, self.name)
-            if resp.status >= 400:
-                raise self._error(resp.status, data, resp.headers)
         finally:
             resp.release()
         try:
@@ -288,8 +279,6 @@ class OpenAICompatProvider:
         resp = await self._post(url, body, key, self._timeout)
         try:
             data = await Upstream.read(resp, self.name)
-            if resp.status >= 400:
-                raise self._error(resp.status, data, resp.headers)
             headers = forwardable_headers(resp.headers)
         finally:
             resp.release()
@@ -303,12 +292,6 @@ class OpenAICompatProvider:
 
     async def _stream(self, url: str, body: bytes, key: int, *, forced: bool) -> EventStream:
         resp = await self._post(url, body, key, self._stream_timeout)
-        if resp.status >= 400:
-            try:
-                data = await Upstream.read(resp, self.name)
-            finally:
-                resp.release()
-            raise self._error(resp.status, data, resp.headers)
         if resp.content_type != "text/event-stream":
             resp.release()
             raise UpstreamError(
@@ -340,12 +323,6 @@ class OpenAICompatProvider:
 
     async def _bytes(self, url: str, body: bytes, key: int) -> ByteStream:
         resp = await self._post(url, body, key, self._stream_timeout)
-        if resp.status >= 400:
-            try:
-                data = await Upstream.read(resp, self.name)
-            finally:
-                resp.release()
-            raise self._error(resp.status, data, resp.headers)
         return ByteStream(
             Upstream.chunks(resp, self.name),
             content_type=resp.headers.get("Content-Type", "application/octet-stream"),
@@ -362,21 +339,7 @@ class OpenAICompatProvider:
             form.add_field(name, call.target.model if name == "model" else value)
         for up in inbound.uploads or ():
             form.add_field(up.field, up.data, filename=up.filename, content_type=up.content_type)
-        resp = await self._upstream.open(
-            "POST",
-            url,
-            provider=self.name,
-            headers=self._headers[key],
-            timeout=self._stream_timeout,
-            data=form,
-            proxy=self._proxy,
-        )
-        if resp.status >= 400:
-            try:
-                data = await Upstream.read(resp, self.name)
-            finally:
-                resp.release()
-            raise self._error(resp.status, data, resp.headers)
+        resp = await self._open("POST", url, self._headers[key], self._stream_timeout, form)
         headers = forwardable_headers(resp.headers)
         if resp.content_type != "application/json":
             # Plain text, subtitles, or (with ``stream=true``) events: forwarded as they arrive.
@@ -407,15 +370,34 @@ class OpenAICompatProvider:
     async def _post(
         self, url: str, body: bytes, key: int, timeout: aiohttp.ClientTimeout
     ) -> aiohttp.ClientResponse:
-        return await self._upstream.open(
-            "POST",
+        return await self._open("POST", url, self._json_headers[key], timeout, body)
+
+    async def _open(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        timeout: aiohttp.ClientTimeout,
+        data: Any = None,
+    ) -> aiohttp.ClientResponse:
+        """The upstream's response once its headers are in; an error status is raised as the
+        gateway's error, with the upstream's message."""
+        resp = await self._upstream.open(
+            method,
             url,
             provider=self.name,
-            headers=self._json_headers[key],
+            headers=headers,
             timeout=timeout,
-            data=body,
+            data=data,
             proxy=self._proxy,
         )
+        if resp.status >= 400:
+            try:
+                body = await Upstream.read(resp, self.name)
+            finally:
+                resp.release()
+            raise self._error(resp.status, body, resp.headers)
+        return resp
 
     def _error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
         return map_error(status, body, headers, provider=self.name, scrub=self._scrub)
