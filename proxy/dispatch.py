@@ -19,7 +19,7 @@ from providers.registry import PROVIDERS
 from proxy.errors import GatewayError, UnsupportedCapabilityError
 from proxy.keys import BODY, CONFIG, OUTCOME, REQUEST_ID, TARGET, Outcome
 from proxy.operations import Inbound
-from proxy.schemas.common import ExtraFields
+from proxy.schemas.common import BilledUsage, ExtraFields
 from proxy.schemas.errors import ErrorBody, ErrorEnvelope
 from proxy.sse import DONE, KeepAlive, event, open_event_stream
 
@@ -72,8 +72,20 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if isinstance(reply, JSONReply):
         return _json_response(call, reply, headers, outcome)
     if isinstance(reply, EventStream):
-        return await _event_stream(request, reply, headers, outcome)
+        return await _event_stream(request, call, reply, headers, outcome)
     return await _byte_stream(request, reply, headers, outcome)
+
+
+def _extra_fields(call: Call, usage: BilledUsage | None, latency: float) -> ExtraFields:
+    return ExtraFields(
+        provider=call.target.provider,
+        request_type=call.inbound.op.name,
+        model_requested=call.inbound.model,
+        model_params=_model_params(call.inbound),
+        latency=latency,
+        billed_usage=usage,
+        fallback_index=call.target.index,
+    )
 
 
 def _json_response(
@@ -81,15 +93,7 @@ def _json_response(
 ) -> web.Response:
     outcome.usage = reply.usage
     latency = outcome.elapsed_ms()
-    extra = ExtraFields(
-        provider=call.target.provider,
-        request_type=call.inbound.op.name,
-        model_requested=call.inbound.model,
-        model_params=_model_params(call.inbound),
-        latency=latency,
-        billed_usage=reply.usage,
-        fallback_index=call.target.index,
-    )
+    extra = _extra_fields(call, reply.usage, latency)
     if call.raw_response:
         extra.raw_response = msgspec.Raw(reply.raw if reply.raw is not None else reply.body)
     headers["x-thruway-latency-ms"] = f"{latency:.3f}"
@@ -101,8 +105,14 @@ def _json_response(
 
 
 async def _event_stream(
-    request: web.Request, stream: EventStream, headers: dict[str, str], outcome: Outcome
+    request: web.Request,
+    call: Call,
+    stream: EventStream,
+    headers: dict[str, str],
+    outcome: Outcome,
 ) -> web.StreamResponse:
+    """Forward events as they arrive; the usage chunk (sent when the client asked for usage)
+    also carries ``extra_fields``."""
     events = aiter(stream)
     try:
         first: bytes | None = await anext(events)
@@ -116,13 +126,17 @@ async def _event_stream(
     headers["x-thruway-latency-ms"] = f"{outcome.ttfb_ms:.3f}"
     response = await open_event_stream(request, {**stream.headers, **headers})
     keepalive = KeepAlive(response, request.app[CONFIG].streaming.keepalive_interval_s)
+    spliced = False
     try:
-        if first is not None:
-            await response.write(event(first))
+        data = first
+        while data is not None:
+            if not spliced and stream.usage is not None:
+                extra = _extra_fields(call, stream.usage, outcome.elapsed_ms())
+                data = splice_extra_fields(data, _encode(extra))
+                spliced = True
+            await response.write(event(data))
             keepalive.touch()
-            async for data in events:
-                await response.write(event(data))
-                keepalive.touch()
+            data = await anext(events, None)
     except GatewayError as exc:
         # Past the first byte there is no status to change: the error travels as an event.
         log.warning("stream_failed", status=exc.status, error_type=exc.type, error=exc.message)

@@ -122,6 +122,14 @@ async def test_streaming_usage_when_asked(gateway: Gateway, fake_openai: FakeOpe
     last = chunks[-1]
     assert [] == last.choices
     assert (40, 9) == (last.usage.prompt_tokens, last.usage.completion_tokens)
+    extra = last.model_extra["extra_fields"]
+    assert ("openai", "chat_completion", 0) == (
+        extra["provider"],
+        extra["request_type"],
+        extra["fallback_index"],
+    )
+    assert 49 == extra["billed_usage"]["total_tokens"]
+    assert all("extra_fields" not in (c.model_extra or {}) for c in chunks[:-1])
 
 
 async def test_tool_calls(gateway: Gateway, fake_openai: FakeOpenAI) -> None:

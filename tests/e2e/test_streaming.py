@@ -222,5 +222,11 @@ async def test_exact_wire_bytes(make_gateway: MakeGateway, aiohttp_server: Any) 
     )
     asked = {**body, "stream_options": {"include_usage": True}}
     resp = await gateway.client.post("/v1/chat/completions", json=asked)
-    expected = b"".join(b"data: " + p + b"\n\n" for p in [*payloads, usage]) + b"data: [DONE]\n\n"
-    assert expected == await resp.read()
+    raw = await resp.read()
+    # The usage chunk is the upstream's, with the gateway's extra_fields appended.
+    before = b"".join(b"data: " + p + b"\n\n" for p in payloads)
+    assert raw.startswith(before + b"data: " + usage[:-1] + b',"extra_fields":{')
+    assert raw.endswith(b"}}\n\ndata: [DONE]\n\n")
+    spliced = msgspec.json.decode(raw[len(before) + 6 : -len(b"\n\ndata: [DONE]\n\n")])
+    assert msgspec.json.decode(usage) == {k: v for k, v in spliced.items() if k != "extra_fields"}
+    assert 5 == spliced["extra_fields"]["billed_usage"]["total_tokens"]
