@@ -32,14 +32,17 @@ from middlewares.fallback import fallback_middleware
 from middlewares.request_context import request_context_middleware
 from middlewares.usage import usage_middleware
 from proxy.config import GatewayConfig
+from proxy.logging import RequestLine
 
 __all__ = ["build_chain"]
 
 
-def build_chain(config: GatewayConfig, *, debug: bool = False) -> list[Middleware]:
+def build_chain(
+    config: GatewayConfig, *, debug: bool = False, request_line: RequestLine | None = None
+) -> list[Middleware]:
     chain = [
         errors_middleware(max_body_bytes=config.server.max_body_bytes, debug=debug),
-        request_context_middleware(),
+        request_context_middleware(request_line),
         auth_middleware(master_key=config.auth.master_key),
         decode_middleware(),
         usage_middleware(),

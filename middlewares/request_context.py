@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
-import uuid
 
 import structlog
 from aiohttp import web
@@ -12,20 +12,22 @@ from aiohttp.typedefs import Handler, Middleware
 
 from proxy.errors import GatewayError
 from proxy.keys import DRAINING, OUTCOME, REQUEST_ID, Outcome
+from proxy.logging import RequestLine
 from proxy.operations import operation_of
 
 __all__ = ["request_context_middleware"]
 
-log = structlog.get_logger("thruway.request")
 # A caller's id is echoed only when it is short and printable; anything else gets a fresh one.
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
-def request_context_middleware() -> Middleware:
+def request_context_middleware(request_line: RequestLine | None = None) -> Middleware:
+    write_line = request_line or RequestLine()
+
     @web.middleware
     async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
         given = request.headers.get("x-request-id", "")
-        request_id = given if _SAFE_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if given and _SAFE_ID.fullmatch(given) else os.urandom(16).hex()
         request[REQUEST_ID] = request_id
         outcome = request[OUTCOME] = Outcome()
         # aiohttp runs each request in a copy of the context, so nothing leaks between requests.
@@ -58,19 +60,32 @@ def request_context_middleware() -> Middleware:
             error_type = "internal_error"
             raise
         finally:
-            _canonical_line(request, outcome, status, error_type)
+            _canonical_line(write_line, request, outcome, status, error_type)
 
     return request_context
 
 
 def _canonical_line(
-    request: web.Request, outcome: Outcome, status: int, error_type: str | None
+    write_line: RequestLine,
+    request: web.Request,
+    outcome: Outcome,
+    status: int,
+    error_type: str | None,
 ) -> None:
     op = operation_of(request)
     if op is None and status < 400:
-        log.debug("request", method=request.method, path=request.path, status=status)
+        write_line(
+            {
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+                "request_id": request[REQUEST_ID],
+            },
+            "debug",
+        )
         return
     line: dict[str, object] = {
+        "request_id": request[REQUEST_ID],
         "method": request.method,
         "path": request.path,
         "status": status,
@@ -87,4 +102,4 @@ def _canonical_line(
         "failures": outcome.failures or None,
         **outcome.log_fields,
     }
-    log.info("request", **{k: v for k, v in line.items() if v is not None})
+    write_line({k: v for k, v in line.items() if v is not None})

@@ -83,10 +83,13 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 def serve(config: GatewayConfig, *, reuse_port: bool = False) -> int:
     """Run one gateway process until SIGTERM/SIGINT, then drain and return 0."""
-    configure_logging(
-        level=config.logging.level, fmt=config.logging.format, secrets=_secrets(config)
+    logs = configure_logging(
+        level=config.logging.level,
+        fmt=config.logging.format,
+        secrets=_secrets(config),
+        flush_interval_s=config.logging.flush_interval_s,
     )
-    app = create_app(config, debug=config.logging.level == "debug")
+    app = create_app(config, debug=config.logging.level == "debug", request_line=logs.request_line)
     server = config.server
 
     async def started(app: web.Application) -> None:
@@ -117,6 +120,7 @@ def serve(config: GatewayConfig, *, reuse_port: bool = False) -> int:
         loop=loop,
     )
     log.info("stopped", pid=os.getpid())
+    logs.flush()
     return 0
 
 

@@ -13,6 +13,7 @@ from providers._upstream import HTTP_SESSION, Upstream, open_session
 from providers.registry import PROVIDERS, build_registry
 from proxy.config import GatewayConfig
 from proxy.keys import CONFIG, DIRECTORY, DRAINING, REQUEST_ID
+from proxy.logging import RequestLine
 from proxy.routes import setup_routes
 from proxy.routes.openai import MODEL_CATALOG, ModelCatalog
 
@@ -20,10 +21,15 @@ __all__ = ["create_app"]
 
 
 def create_app(
-    config: GatewayConfig, *, env: Mapping[str, str] | None = None, debug: bool = False
+    config: GatewayConfig,
+    *,
+    env: Mapping[str, str] | None = None,
+    debug: bool = False,
+    request_line: RequestLine | None = None,
 ) -> web.Application:
+    """The gateway app; ``request_line`` writes the canonical log line (default: structlog)."""
     app = web.Application(
-        middlewares=build_chain(config, debug=debug),
+        middlewares=build_chain(config, debug=debug, request_line=request_line),
         client_max_size=config.server.max_body_bytes,
     )
     app[CONFIG] = config

@@ -63,6 +63,8 @@ class AuthConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True)
 class LoggingConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
+    # Log lines are written to a buffer flushed this often (0: flush every line).
+    flush_interval_s: float = 0.2
 
 
 class StreamingConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
