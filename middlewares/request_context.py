@@ -12,7 +12,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from proxy.errors import GatewayError
 from proxy.keys import DRAINING, OUTCOME, REQUEST_ID, Outcome
-from proxy.logging import RequestLine
+from proxy.logging import CanonicalLine, RequestLine
 from proxy.operations import operation_of
 
 __all__ = ["request_context_middleware"]
@@ -75,31 +75,35 @@ def _canonical_line(
     op = operation_of(request)
     if op is None and status < 400:
         write_line(
-            {
-                "method": request.method,
-                "path": request.path,
-                "status": status,
-                "request_id": request[REQUEST_ID],
-            },
-            "debug",
+            CanonicalLine(
+                request_id=request[REQUEST_ID],
+                method=request.method,
+                path=request.path,
+                status=status,
+                level="debug",
+                event="request",
+            )
         )
         return
-    line: dict[str, object] = {
-        "request_id": request[REQUEST_ID],
-        "method": request.method,
-        "path": request.path,
-        "status": status,
-        "request_type": op.name if op else None,
-        "model_requested": outcome.model_requested or None,
-        "provider": outcome.provider or None,
-        "model": outcome.model or None,
-        "stream": outcome.stream,
-        "attempts": outcome.attempts,
-        "fallback_index": outcome.fallback_index,
-        "latency_ms": outcome.elapsed_ms(),
-        "ttfb_ms": outcome.ttfb_ms,
-        "error_type": error_type,
-        "failures": outcome.failures or None,
-        **outcome.log_fields,
-    }
-    write_line({k: v for k, v in line.items() if v is not None})
+    write_line(
+        CanonicalLine(
+            request_id=request[REQUEST_ID],
+            method=request.method,
+            path=request.path,
+            status=status,
+            request_type=op.name if op else None,
+            model_requested=outcome.model_requested or None,
+            provider=outcome.provider or None,
+            model=outcome.model or None,
+            stream=outcome.stream,
+            attempts=outcome.attempts,
+            fallback_index=outcome.fallback_index,
+            latency_ms=outcome.elapsed_ms(),
+            ttfb_ms=outcome.ttfb_ms,
+            error_type=error_type,
+            failures=outcome.failures or None,
+            **outcome.log_fields,  # type: ignore[arg-type]
+            level="info",
+            event="request",
+        )
+    )

@@ -18,7 +18,7 @@ from providers.base import ByteStream, Call, EventStream, JSONReply
 from providers.registry import PROVIDERS
 from proxy.errors import GatewayError, UnsupportedCapabilityError
 from proxy.keys import BODY, CONFIG, OUTCOME, REQUEST_ID, TARGET, Outcome
-from proxy.operations import Inbound
+from proxy.operations import OPERATIONS, Inbound
 from proxy.schemas.common import BilledUsage, ExtraFields
 from proxy.schemas.errors import ErrorBody, ErrorEnvelope
 from proxy.sse import DONE, KeepAlive, event, open_event_stream
@@ -28,8 +28,7 @@ __all__ = ["dispatch", "splice_extra_fields"]
 log = structlog.get_logger("thruway.dispatch")
 _encode = msgspec.json.Encoder().encode
 _EMPTY = msgspec.Raw(b"{}")
-# Never in ``model_params``: what the gateway itself reads, and who the caller is.
-_NOT_PARAMS = frozenset({"model", "fallbacks", "fallbacks[]", "stream", "user", "metadata"})
+_NOT_PARAMS = {op.name: op.not_params for op in OPERATIONS}
 
 
 def splice_extra_fields(body: bytes, extra: bytes) -> bytes:
@@ -46,7 +45,7 @@ def splice_extra_fields(body: bytes, extra: bytes) -> bytes:
 
 
 def _model_params(inbound: Inbound) -> msgspec.Raw:
-    skip = inbound.op.content_fields | _NOT_PARAMS
+    skip = _NOT_PARAMS[inbound.op.name]
     if inbound.raw is not None:
         params = {k: v for k, v in inbound.raw.items() if k not in skip}
         return msgspec.Raw(_encode(params)) if params else _EMPTY

@@ -21,7 +21,14 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from proxy.redact import REDACTED, Redactor
 
-__all__ = ["Logs", "RedactSecrets", "RedactingJSONRenderer", "RequestLine", "configure_logging"]
+__all__ = [
+    "CanonicalLine",
+    "Logs",
+    "RedactSecrets",
+    "RedactingJSONRenderer",
+    "RequestLine",
+    "configure_logging",
+]
 
 _SECRET_NAMES = ("authorization", "api_key", "x-api-key", "key", "master_key", "password", "secret")
 _SECRET_FIELDS = frozenset(
@@ -80,14 +87,17 @@ class _Timestamp:
         self._prefix = ""
 
     def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+        event_dict["level"] = _LEVEL_NAMES.get(name, name)
+        event_dict["timestamp"] = self.now()
+        return event_dict
+
+    def now(self) -> str:
         now = time.time()
         second = int(now)
         if second != self._second:
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        event_dict["level"] = _LEVEL_NAMES.get(name, name)
-        event_dict["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
-        return event_dict
+        return f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
 
 
 def _summarize_exception(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
@@ -234,12 +244,36 @@ def configure_logging(
         out.flush()
 
     fast = logger.msg if fmt == "json" and isinstance(logger, _LineLogger) else None
-    return Logs(
-        flush=flush,
-        request_line=RequestLine(
-            fast, renderer=json_renderer, threshold=numeric, stamp=_Timestamp()
-        ),
-    )
+    return Logs(flush=flush, request_line=RequestLine(fast, secrets=secrets, threshold=numeric))
+
+
+class CanonicalLine(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """The one log line per request (absent values are left out)."""
+
+    level: Literal["debug", "info"]
+    request_id: str
+    method: str
+    path: str
+    status: int
+    request_type: str | None = None
+    model_requested: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    stream: bool | None = None
+    attempts: int | None = None
+    fallback_index: int | None = None
+    latency_ms: float | None = None
+    ttfb_ms: float | None = None
+    error_type: str | None = None
+    failures: list[str] | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    audio_seconds: float | None = None
+    event: Literal["request"]
+    timestamp: str = ""
 
 
 class RequestLine:
@@ -252,31 +286,38 @@ class RequestLine:
     structlog like every other line.
     """
 
-    __slots__ = ("_render", "_stamp", "_threshold", "_write")
+    __slots__ = ("_scrub", "_stamp", "_threshold", "_write")
 
     def __init__(
         self,
         write: Callable[[bytes | str], None] | None = None,
         *,
-        renderer: RedactingJSONRenderer | None = None,
+        secrets: Iterable[str] = (),
         threshold: int = logging.INFO,
-        stamp: _Timestamp | None = None,
     ) -> None:
         self._write = write
-        self._render = renderer
+        self._scrub = Redactor(secrets)
         self._threshold = threshold
-        self._stamp = stamp
+        self._stamp = _Timestamp()
 
-    def __call__(self, fields: dict[str, object], level: Literal["debug", "info"] = "info") -> None:
-        write, render, stamp = self._write, self._render, self._stamp
-        if write is None or render is None or stamp is None:
-            getattr(_request_log, level)("request", **fields)
+    def __call__(self, line: CanonicalLine) -> None:
+        if self._write is None:
+            fields = {k: v for k, v in msgspec.structs.asdict(line).items() if v is not None}
+            del fields["event"], fields["timestamp"]
+            getattr(_request_log, fields.pop("level"))("request", **fields)
             return
-        if _LEVELS[level] < self._threshold:
+        if _LEVELS[line.level] < self._threshold:
             return
-        fields["event"] = "request"
-        stamp(None, level, fields)
-        write(render(None, level, fields))
+        # Only these fields hold text from outside the gateway (the client, the upstream).
+        scrub = self._scrub
+        for name in ("model_requested", "model", "path"):
+            value = getattr(line, name)
+            if value is not None and scrub.found_in(value):
+                setattr(line, name, scrub(value))
+        if line.failures:
+            line.failures = [scrub(f) for f in line.failures]
+        line.timestamp = self._stamp.now()
+        self._write(_encode(line))
 
 
 class Logs:

@@ -23,6 +23,7 @@ __all__ = [
     "COMPLETION",
     "EMBEDDING",
     "LIST_MODELS",
+    "OPERATIONS",
     "ROUTE_OPERATIONS",
     "SPEECH",
     "TRANSCRIPTION",
@@ -40,6 +41,8 @@ _CONTENT = frozenset(
 )
 # Fields only the gateway reads; never forwarded upstream.
 GATEWAY_FIELDS = frozenset({"fallbacks", "fallbacks[]"})
+# Fields the gateway reads, or that say who the caller is.
+_GATEWAY_READS = GATEWAY_FIELDS | {"model", "stream", "user", "metadata"}
 
 
 class Operation(msgspec.Struct, frozen=True):
@@ -49,6 +52,11 @@ class Operation(msgspec.Struct, frozen=True):
     routed: bool = True
     content_fields: frozenset[str] = _CONTENT
 
+    @property
+    def not_params(self) -> frozenset[str]:
+        """Fields never shown as ``model_params``: content, and what the gateway reads itself."""
+        return self.content_fields | _GATEWAY_READS
+
 
 CHAT = Operation("chat_completion", "json")
 COMPLETION = Operation("text_completion", "json")
@@ -56,6 +64,8 @@ EMBEDDING = Operation("embedding", "json")
 SPEECH = Operation("speech", "json")
 TRANSCRIPTION = Operation("transcription", "multipart")
 LIST_MODELS = Operation("list_models", "none", routed=False)
+
+OPERATIONS = (CHAT, COMPLETION, EMBEDDING, SPEECH, TRANSCRIPTION, LIST_MODELS)
 
 SCHEMAS: dict[str, type[Any]] = {
     CHAT.name: ChatRequest,
@@ -121,7 +131,13 @@ def add_endpoint(
 
 
 def operation_of(request: web.Request) -> Operation | None:
-    return request.app.get(ROUTE_OPERATIONS, _NONE).get(request.match_info.route)
+    """The route's operation (looked up once per request, then kept on the request)."""
+    if _OPERATION in request:
+        return request[_OPERATION]
+    got = request.app.get(ROUTE_OPERATIONS, _NONE).get(request.match_info.route)
+    request[_OPERATION] = got
+    return got
 
 
 _NONE: dict[Hashable, Operation] = {}
+_OPERATION = web.RequestKey[Operation | None]("operation")
