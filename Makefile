@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?= config.example.yaml
-SOURCES := proxy middlewares providers tests
+SOURCES := proxy middlewares providers tests bench
 
 .PHONY: install run test lint fmt bench bench-quick clean
 
@@ -27,6 +27,17 @@ lint: install
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The benchmark (bench/README.md): wrk from Debian when it can be installed, else an asyncio client.
+bench: install
+	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && apt-get install -y -qq wrk) \
+		|| echo "wrk unavailable: using the asyncio client"
+	$(BIN)/python -m bench.run
+
+bench-quick: install
+	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && apt-get install -y -qq wrk) \
+		|| echo "wrk unavailable: using the asyncio client"
+	$(BIN)/python -m bench.run --quick
 
 fmt: install
 	$(BIN)/ruff format $(SOURCES)
