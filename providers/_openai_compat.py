@@ -17,7 +17,7 @@ import msgspec
 
 from providers._keys import KeyRing
 from providers._sse import SSEParser
-from providers._upstream import Upstream, forwardable_headers
+from providers._upstream import Upstream, forwardable_headers, map_client_errors
 from providers.base import ByteStream, Call, EventStream, JSONReply, ModelInfo, Reply
 from proxy.config import ProviderConfig
 from proxy.errors import InvalidRequestError, UpstreamError
@@ -301,15 +301,28 @@ class OpenAICompatProvider:
             )
         name, scrub = self.name, self._scrub
 
-        async def events(stream: EventStream) -> AsyncGenerator[bytes, None]:
+        async def events(stream: EventStream) -> AsyncGenerator[list[bytes], None]:
             parser = SSEParser()
-            async for chunk in Upstream.chunks(resp, name):
-                for event in parser.feed(chunk):
+            read = resp.content.readany
+            while True:
+                with map_client_errors(name):
+                    chunk = await read()
+                # At the end, an event the upstream did not close with a blank line still counts.
+                completed = parser.feed(chunk) if chunk else parser.close()
+                if not chunk and not completed:
+                    return
+                batch: list[bytes] = []
+                for event in completed:
                     data = event.data
                     if data == b"[DONE]":
+                        if batch:
+                            yield batch
                         return
                     if data.startswith(b'{"error"'):
-                        # OpenAI reports a failure after the stream began as an error payload.
+                        # OpenAI reports a failure after the stream began as an error payload;
+                        # what came before it in the same read still goes out first.
+                        if batch:
+                            yield batch
                         raise map_error(500, data, {}, provider=name, scrub=scrub)
                     if b'"usage"' in data:
                         view = _chunk_view(data)
@@ -317,7 +330,11 @@ class OpenAICompatProvider:
                             stream.usage = BilledUsage.from_usage(view.usage)
                             if forced and not view.choices:
                                 continue
-                    yield data
+                    batch.append(data)
+                if batch:
+                    yield batch
+                if not chunk:
+                    return
 
         return EventStream(events, close=_closer(resp), headers=forwardable_headers(resp.headers))
 

@@ -44,8 +44,10 @@ class JSONReply(msgspec.Struct):
 class EventStream:
     """OpenAI-shaped SSE payloads (the bytes after ``data: ``), without the final ``[DONE]``.
 
-    ``source`` is called with the stream itself, so the generator it returns can fill in ``usage``
-    as the upstream reports it. ``aclose`` stops the generator and releases the upstream response;
+    Iterating gives batches: the payloads completed by one read from the upstream, in order (one
+    write to the client then carries them all; nothing waits for later data). ``source`` is
+    called with the stream itself, so the generator it returns can fill in ``usage`` as the
+    upstream reports it. ``aclose`` stops the generator and releases the upstream response;
     it is safe to call more than once.
     """
 
@@ -53,7 +55,7 @@ class EventStream:
 
     def __init__(
         self,
-        source: Callable[[EventStream], AsyncGenerator[bytes, None]],
+        source: Callable[[EventStream], AsyncGenerator[list[bytes], None]],
         *,
         close: Callable[[], Awaitable[None]],
         headers: Mapping[str, str] | None = None,
@@ -63,7 +65,7 @@ class EventStream:
         self._close = close
         self._events = source(self)
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
         return self._events
 
     async def aclose(self) -> None:

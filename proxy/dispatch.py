@@ -114,7 +114,7 @@ async def _event_stream(
     also carries ``extra_fields``."""
     events = aiter(stream)
     try:
-        first: bytes | None = await anext(events)
+        first: list[bytes] | None = await anext(events)
     except StopAsyncIteration:
         first = None
     except BaseException:
@@ -125,17 +125,21 @@ async def _event_stream(
     headers["x-thruway-latency-ms"] = f"{outcome.ttfb_ms:.3f}"
     response = await open_event_stream(request, {**stream.headers, **headers})
     keepalive = KeepAlive(response, request.app[CONFIG].streaming.keepalive_interval_s)
-    spliced = False
+    # Only a client that asked for usage gets the usage chunk, and extra_fields with it.
+    spliced = not call.inbound.wants_usage
     try:
-        data = first
-        while data is not None:
+        batch = first
+        while batch is not None:
             if not spliced and stream.usage is not None:
+                # The usage arrived with this batch: it ends with the usage chunk.
                 extra = _extra_fields(call, stream.usage, outcome.elapsed_ms())
-                data = splice_extra_fields(data, _encode(extra))
+                batch[-1] = splice_extra_fields(batch[-1], _encode(extra))
                 spliced = True
-            await response.write(event(data))
+            await response.write(
+                event(batch[0]) if len(batch) == 1 else b"".join([event(d) for d in batch])
+            )
             keepalive.touch()
-            data = await anext(events, None)
+            batch = await anext(events, None)
     except GatewayError as exc:
         # Past the first byte there is no status to change: the error travels as an event.
         log.warning("stream_failed", status=exc.status, error_type=exc.type, error=exc.message)

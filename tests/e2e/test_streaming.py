@@ -230,3 +230,25 @@ async def test_exact_wire_bytes(make_gateway: MakeGateway, aiohttp_server: Any) 
     spliced = msgspec.json.decode(raw[len(before) + 6 : -len(b"\n\ndata: [DONE]\n\n")])
     assert msgspec.json.decode(usage) == {k: v for k, v in spliced.items() if k != "extra_fields"}
     assert 5 == spliced["extra_fields"]["billed_usage"]["total_tokens"]
+
+
+async def test_last_event_without_blank_line(
+    make_gateway: MakeGateway, aiohttp_server: Any
+) -> None:
+    """An upstream that ends its last event without the closing blank line loses nothing."""
+    chunk = b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[]}'
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"data: " + chunk + b"\n\ndata: " + chunk)
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    upstream = await aiohttp_server(app)
+    gateway = await make_gateway(
+        {"providers": {"up": {"type": "vllm", "base_url": str(upstream.make_url("/v1"))}}}
+    )
+    resp = await gateway.client.post("/v1/chat/completions", json={**BODY, "model": "up/m"})
+    assert (b"data: " + chunk + b"\n\n") * 2 + b"data: [DONE]\n\n" == await resp.read()
