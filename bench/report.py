@@ -126,6 +126,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{meta['duration_s']:g} s per phase, non-streaming load by {meta['loadgen']}, streams by "
         f"the asyncio client; git {meta['git_rev']}{_dirty(meta)}; whole run "
         f"{meta['wall_s']:.0f} s.",
+        "`floor` is a bare aiohttp + msgspec + uvloop pass-through (bench/floor.py): the gateway "
+        "with every feature taken out. "
         "Ratios are gateway ÷ direct (the same request sent to the fake upstream itself); "
         "+ms is gateway - direct. CPU is the gateway's process tree (utime+stime) per request and "
         "in cores (CPU seconds per second of the phase); other cores = the rest of the machine "

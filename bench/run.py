@@ -132,6 +132,15 @@ class Bench:
         target = Target(profile, port, proc, headers, f"openai/{MODEL}", fallbacks)
         return target, (ready - started) * 1000.0
 
+    def start_floor(self) -> Target:
+        """The bare pass-through (``bench.floor``): the gateway with every feature taken out."""
+        port = free_port()
+        upstream = f"http://127.0.0.1:{self.upstream_port}"
+        argv = [sys.executable, "-m", "bench.floor", "--port", str(port), "--upstream", upstream]
+        proc = self.procs.start("floor", argv, log_path=self.out / "floor.log", cwd=REPO)
+        wait_http_ok(proc, port)
+        return Target("floor", port, proc, {"Content-Type": "application/json"}, MODEL, [])
+
     def direct(self) -> Target:
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {UPSTREAM_KEY}"}
         return Target("direct", self.upstream_port, None, headers, MODEL, [])
@@ -269,7 +278,7 @@ class Bench:
                 )
             assert gw.proc is not None
             memory[profile] = {"idle_rss_kb": await self.idle_rss(gw.proc)}
-        targets = [self.direct(), *gateways.values()]
+        targets = [self.direct(), self.start_floor(), *gateways.values()]
         print("non-streaming", flush=True)
         for c in plan.concurrency:
             for target in targets:

@@ -142,7 +142,7 @@ def test_a_tiny_run_writes_the_whole_report(tmp_path: Path) -> None:
     assert not [pid for pid in meta["processes"] if alive(pid)]
 
     shapes = {(r["target"], r["concurrency"]) for r in report["nonstream"]}
-    assert shapes == {(t, c) for t in ("direct", "bare", "default") for c in (1, 4)}
+    assert shapes == {(t, c) for t in ("direct", "floor", "bare", "default") for c in (1, 4)}
     for row in report["nonstream"]:
         _positive(row, "rps", "requests", "p50_ms", "p99_ms", "mean_ms", "elapsed_s")
         assert row["errors"] == 0, row
@@ -156,7 +156,9 @@ def test_a_tiny_run_writes_the_whole_report(tmp_path: Path) -> None:
             _positive(row["vs_direct"], "rps_ratio")
 
     stream_shapes = {(r["target"], r["gap_ms"], r["concurrency"]) for r in report["stream"]}
-    assert stream_shapes == {(t, g, 2) for t in ("direct", "bare", "default") for g in (0.0, 2.0)}
+    assert stream_shapes == {
+        (t, g, 2) for t in ("direct", "floor", "bare", "default") for g in (0.0, 2.0)
+    }
     for row in report["stream"]:
         _positive(row, "rps", "requests", "p50_ms", "p99_ms", "ttfb_p50_ms", "ttfb_p99_ms")
         assert row["errors"] == 0, row
