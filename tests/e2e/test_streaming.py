@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -21,6 +22,20 @@ BODY = {
     "messages": [{"role": "user", "content": "Hi"}],
     "stream": True,
 }
+
+
+async def _gateway_over(
+    make_gateway: MakeGateway,
+    aiohttp_server: Any,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Gateway:
+    """A gateway whose provider ``up`` is a tiny upstream answering chat with ``handler``."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    upstream = await aiohttp_server(app)
+    return await make_gateway(
+        {"providers": {"up": {"type": "vllm", "base_url": str(upstream.make_url("/v1"))}}}
+    )
 
 
 def _events(raw: bytes) -> list[bytes]:
@@ -169,12 +184,7 @@ async def test_upstream_error_event_ends_the_stream(
         await resp.write(b"data: " + msgspec.json.encode(failure) + b"\n\n")
         return resp
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
-    upstream = await aiohttp_server(app)
-    gateway = await make_gateway(
-        {"providers": {"up": {"type": "vllm", "base_url": str(upstream.make_url("/v1"))}}}
-    )
+    gateway = await _gateway_over(make_gateway, aiohttp_server, handler)
     resp = await gateway.client.post("/v1/chat/completions", json={**BODY, "model": "up/m"})
     events = _events(await resp.read())
     assert b"data: [DONE]" == events[-1]
@@ -209,12 +219,7 @@ async def test_exact_wire_bytes(make_gateway: MakeGateway, aiohttp_server: Any) 
         await resp.write(b"data: [DONE]\r\n\r\n")
         return resp
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
-    upstream = await aiohttp_server(app)
-    gateway = await make_gateway(
-        {"providers": {"up": {"type": "vllm", "base_url": str(upstream.make_url("/v1"))}}}
-    )
+    gateway = await _gateway_over(make_gateway, aiohttp_server, handler)
     body = {**BODY, "model": "up/m"}
     resp = await gateway.client.post("/v1/chat/completions", json=body)
     assert b"".join(b"data: " + p + b"\n\n" for p in payloads) + b"data: [DONE]\n\n" == (
@@ -244,11 +249,6 @@ async def test_last_event_without_blank_line(
         await resp.write(b"data: " + chunk + b"\n\ndata: " + chunk)
         return resp
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
-    upstream = await aiohttp_server(app)
-    gateway = await make_gateway(
-        {"providers": {"up": {"type": "vllm", "base_url": str(upstream.make_url("/v1"))}}}
-    )
+    gateway = await _gateway_over(make_gateway, aiohttp_server, handler)
     resp = await gateway.client.post("/v1/chat/completions", json={**BODY, "model": "up/m"})
     assert (b"data: " + chunk + b"\n\n") * 2 + b"data: [DONE]\n\n" == await resp.read()
