@@ -324,7 +324,8 @@ class OpenAICompatProvider:
                         if batch:
                             yield batch
                         raise map_error(500, data, {}, provider=name, scrub=scrub)
-                    if b'"usage"' in data:
+                    # With include_usage every chunk says "usage":null; only an object counts.
+                    if b'"usage":{' in data or b'"usage": {' in data:
                         view = _chunk_view(data)
                         if view.usage is not None:
                             stream.usage = BilledUsage.from_usage(view.usage)
