@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-__all__ = ["SSEEvent", "SSEParser", "iter_events"]
+__all__ = ["SSEEvent", "SSEParser"]
 
 
 class SSEEvent:
@@ -66,12 +64,3 @@ class SSEParser:
         """The event left when the stream ends without a final blank line."""
         tail = self.feed(b"\n\n") if (self._buf or self._data) else []
         return tail
-
-
-async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
-    parser = SSEParser()
-    async for chunk in chunks:
-        for event in parser.feed(chunk):
-            yield event
-    for event in parser.close():
-        yield event
