@@ -81,7 +81,6 @@ def _canonical_line(
                 path=request.path,
                 status=status,
                 level="debug",
-                event="request",
             )
         )
         return
@@ -104,6 +103,5 @@ def _canonical_line(
             failures=outcome.failures or None,
             **outcome.log_fields,  # type: ignore[arg-type]
             level="info",
-            event="request",
         )
     )
