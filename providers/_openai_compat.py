@@ -9,7 +9,7 @@ that this adds is not forwarded to a client that did not ask for it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Literal
 
 import aiohttp
@@ -17,7 +17,13 @@ import msgspec
 
 from providers._keys import KeyRing
 from providers._sse import SSEParser
-from providers._upstream import Upstream, forwardable_headers, map_client_errors
+from providers._types import BuildContext, KeyedType
+from providers._upstream import (
+    Upstream,
+    forwardable_headers,
+    map_client_errors,
+    release_when_done,
+)
 from providers.base import ByteStream, Call, EventStream, JSONReply, ModelInfo, Reply
 from proxy.config import ProviderConfig
 from proxy.errors import InvalidRequestError, UpstreamError
@@ -27,7 +33,14 @@ from proxy.schemas.audio import TranscriptionUsage
 from proxy.schemas.chat import StreamOptions
 from proxy.schemas.common import BilledUsage, Usage
 
-__all__ = ["ALL_OPERATIONS", "CompatSpec", "OpenAICompatProvider", "ParamRule", "map_error"]
+__all__ = [
+    "ALL_OPERATIONS",
+    "CompatSpec",
+    "OpenAICompatProvider",
+    "ParamRule",
+    "compat_type",
+    "map_error",
+]
 
 ALL_OPERATIONS = frozenset(
     {"chat_completion", "text_completion", "embedding", "speech", "transcription"}
@@ -337,14 +350,16 @@ class OpenAICompatProvider:
                 if not chunk:
                     return
 
-        return EventStream(events, close=_closer(resp), headers=forwardable_headers(resp.headers))
+        return EventStream(
+            events, close=release_when_done(resp), headers=forwardable_headers(resp.headers)
+        )
 
     async def _bytes(self, url: str, body: bytes, key: int) -> ByteStream:
         resp = await self._post(url, body, key, self._stream_timeout)
         return ByteStream(
             Upstream.chunks(resp, self.name),
             content_type=resp.headers.get("Content-Type", "application/octet-stream"),
-            close=_closer(resp),
+            close=release_when_done(resp),
             headers=forwardable_headers(resp.headers),
         )
 
@@ -364,7 +379,7 @@ class OpenAICompatProvider:
             return ByteStream(
                 Upstream.chunks(resp, self.name),
                 content_type=resp.headers.get("Content-Type", "text/plain"),
-                close=_closer(resp),
+                close=release_when_done(resp),
                 headers=headers,
             )
         try:
@@ -437,13 +452,21 @@ def _stream_options(inbound: Inbound) -> msgspec.Raw:
     return _FORCED_USAGE
 
 
-def _closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
-    """Return the connection to the pool when the body was read to the end, else drop it."""
+def compat_type(spec: CompatSpec) -> KeyedType:
+    """The provider type of an OpenAI-compatible service."""
 
-    async def close() -> None:
-        if resp.content.at_eof():
-            resp.release()
-        else:
-            resp.close()
+    def build(
+        name: str, settings: ProviderConfig, ctx: BuildContext, keys: KeyRing
+    ) -> OpenAICompatProvider:
+        base = settings.base_url or spec.base_url or ""
+        return OpenAICompatProvider(
+            name, spec, settings, ctx.upstream, keys, proxy=ctx.proxy_for(base)
+        )
 
-    return close
+    return KeyedType(
+        build,
+        base_url=spec.base_url,
+        key_env=spec.key_env,
+        base_url_env=spec.base_url_env,
+        keyless=spec.auth == "none",
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +26,7 @@ __all__ = [
     "map_client_errors",
     "open_session",
     "proxy_for",
+    "release_when_done",
 ]
 
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
@@ -197,3 +198,16 @@ async def open_session() -> AsyncIterator[aiohttp.ClientSession]:
         await session.close()
         # Give SSL transports a moment to close cleanly (aiohttp's documented shutdown advice).
         await asyncio.sleep(0)
+
+
+def release_when_done(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
+    """A closer that returns the connection to the pool when the body was read to the end, and
+    drops it otherwise (a half-read body cannot be reused)."""
+
+    async def close() -> None:
+        if resp.content.at_eof():
+            resp.release()
+        else:
+            resp.close()
+
+    return close

@@ -10,9 +10,10 @@ documents as refused and that would change the answer (``n``, ``logprobs``) is r
 
 from __future__ import annotations
 
-from providers._openai_compat import ALL_OPERATIONS, CompatSpec, ParamRule
+from providers._openai_compat import ALL_OPERATIONS, CompatSpec, ParamRule, compat_type
+from providers._types import ProviderType
 
-__all__ = ["SPECS"]
+__all__ = ["SPECS", "TYPES"]
 
 _CHAT = frozenset({"chat_completion"})
 _LOCAL = frozenset({"chat_completion", "text_completion", "embedding"})
@@ -138,3 +139,5 @@ SPECS: dict[str, CompatSpec] = {
 }
 
 assert all(spec.operations <= ALL_OPERATIONS for spec in SPECS.values())
+
+TYPES: dict[str, ProviderType] = {name: compat_type(spec) for name, spec in SPECS.items()}

@@ -90,6 +90,19 @@ class ProviderConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=T
     # the upstream's own list.
     models: tuple[str, ...] = ()
     models_cache_ttl_s: float = 300.0
+    # Where a provider's API lives, for those that need it: an AWS region (Bedrock), a Google
+    # Cloud location (Vertex AI); and the Google Cloud project (Vertex AI).
+    region: str | None = None
+    project: str | None = None
+    # The API version a provider's requests name (Azure's ``api-version``, Anthropic's
+    # ``anthropic-version``); each provider has a default.
+    api_version: str | None = None
+    # Model name callers use -> the upstream's own id for it (an Azure deployment, a Bedrock
+    # inference profile or ARN). A model not listed is sent as named.
+    deployments: dict[str, str] = {}
+    # Credentials other than API keys, checked by the provider type (a Google service-account
+    # file, AWS access keys, an Entra ID client); values may use ${VAR}.
+    credentials: dict[str, str] = {}
 
 
 class GatewayConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -118,8 +118,8 @@ async def _event_stream(
     except StopAsyncIteration:
         first = None
     except BaseException:
-        outcome.usage = stream.usage
         await stream.aclose()
+        outcome.usage = stream.usage
         raise
     outcome.ttfb_ms = outcome.elapsed_ms()
     headers["x-thruway-latency-ms"] = f"{outcome.ttfb_ms:.3f}"
@@ -153,8 +153,9 @@ async def _event_stream(
         return response
     finally:
         keepalive.stop()
-        outcome.usage = stream.usage
+        # Closed first: a stream cut short settles its usage as it closes.
         await stream.aclose()
+        outcome.usage = stream.usage
     try:
         await response.write(DONE)
         await response.write_eof()

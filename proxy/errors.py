@@ -114,12 +114,14 @@ class UpstreamError(GatewayError):
         code: str | None = None,
         param: str | None = None,
         headers: Mapping[str, str] | None = None,
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(message, param=param, code=code, headers=headers)
         self.status = status
         self.provider = provider
         self.type = type or _type_for_status(status)
-        self.retryable = status in _RETRYABLE_STATUSES
+        # A provider may know better than the status (a throttling error sent as 400).
+        self.retryable = status in _RETRYABLE_STATUSES if retryable is None else retryable
 
 
 class UpstreamTimeoutError(GatewayError):

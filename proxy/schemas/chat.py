@@ -33,6 +33,7 @@ __all__ = [
     "StreamOptions",
     "SystemMessage",
     "TextPart",
+    "ThinkingBlock",
     "Tool",
     "ToolCall",
     "ToolChoice",
@@ -99,6 +100,23 @@ class FunctionCall(msgspec.Struct):
 class ToolCall(msgspec.Struct, tag_field="type", tag="function"):
     id: str
     function: FunctionCall
+    # Opaque data a provider needs echoed back on the next turn, in the shape Google's own
+    # OpenAI endpoint uses: ``{"google": {"thought_signature": "..."}}``.
+    extra_content: msgspec.Raw | UnsetType = UNSET
+
+
+class ThinkingBlock(msgspec.Struct, omit_defaults=True):
+    """A reasoning block as the provider returned it, to be sent back unchanged on the next turn
+    (Anthropic refuses a tool-use turn whose thinking lost its ``signature``).
+
+    ``type`` is ``thinking`` (``thinking`` text and ``signature``) or ``redacted_thinking``
+    (encrypted ``data``).
+    """
+
+    type: Literal["thinking", "redacted_thinking"] = "thinking"
+    thinking: str | UnsetType = UNSET
+    signature: str | UnsetType = UNSET
+    data: str | UnsetType = UNSET
 
 
 class SystemMessage(_Req, tag_field="role", tag="system"):
@@ -123,8 +141,9 @@ class AssistantMessage(_Req, tag_field="role", tag="assistant"):
     tool_calls: list[ToolCall] | UnsetType = UNSET
     function_call: FunctionCall | UnsetType | None = UNSET
     audio: msgspec.Raw | UnsetType = UNSET
-    # Gateway extension: a previous turn's reasoning, returned to providers that need it.
+    # Gateway extensions: a previous turn's reasoning, returned to providers that need it.
     reasoning_content: str | UnsetType | None = UNSET
+    thinking_blocks: list[ThinkingBlock] | UnsetType | None = UNSET
 
 
 class ToolMessage(_Req, tag_field="role", tag="tool"):
@@ -267,6 +286,7 @@ class ChatMessage(msgspec.Struct):
     refusal: str | None = None
     tool_calls: list[ToolCall] | UnsetType = UNSET
     reasoning_content: str | UnsetType = UNSET
+    thinking_blocks: list[ThinkingBlock] | UnsetType = UNSET
     annotations: list[msgspec.Raw] | UnsetType = UNSET
 
 
@@ -298,6 +318,7 @@ class DeltaToolCall(msgspec.Struct, omit_defaults=True):
     id: str | UnsetType = UNSET
     type: Literal["function"] | UnsetType = UNSET
     function: DeltaFunction | UnsetType = UNSET
+    extra_content: msgspec.Raw | UnsetType = UNSET
 
 
 class Delta(msgspec.Struct, omit_defaults=True):
@@ -305,6 +326,8 @@ class Delta(msgspec.Struct, omit_defaults=True):
     content: str | UnsetType | None = UNSET
     refusal: str | UnsetType | None = UNSET
     reasoning_content: str | UnsetType = UNSET
+    # A thinking block's signature (or a redacted block) arrives as one delta of its own.
+    thinking_blocks: list[ThinkingBlock] | UnsetType = UNSET
     tool_calls: list[DeltaToolCall] | UnsetType = UNSET
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from proxy.schemas.chat import StreamOptions
+from proxy.schemas.common import Usage
 
-__all__ = ["CompletionRequest"]
+__all__ = ["CompletionRequest", "TextChoice", "TextCompletion"]
 
 
 class CompletionRequest(msgspec.Struct, omit_defaults=True):
@@ -34,3 +35,21 @@ class CompletionRequest(msgspec.Struct, omit_defaults=True):
     frequency_penalty: Annotated[float, Meta(ge=-2, le=2)] | UnsetType | None = UNSET
     logit_bias: dict[str, float] | UnsetType | None = UNSET
     user: str | UnsetType = UNSET
+
+
+class TextChoice(msgspec.Struct):
+    text: str
+    index: int = 0
+    logprobs: msgspec.Raw | None = None
+    finish_reason: str | None = None
+
+
+class TextCompletion(msgspec.Struct):
+    """A completion response, and (``object`` the same) each chunk of a streamed one."""
+
+    id: str
+    created: int
+    model: str
+    choices: list[TextChoice]
+    object: Literal["text_completion"] = "text_completion"
+    usage: Usage | UnsetType | None = UNSET

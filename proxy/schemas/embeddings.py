@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-__all__ = ["EmbeddingRequest", "EmbeddingUsage"]
+__all__ = ["Embedding", "EmbeddingList", "EmbeddingRequest", "EmbeddingUsage"]
 
 
 class EmbeddingRequest(msgspec.Struct, omit_defaults=True):
@@ -23,3 +23,17 @@ class EmbeddingRequest(msgspec.Struct, omit_defaults=True):
 class EmbeddingUsage(msgspec.Struct):
     prompt_tokens: int = 0
     total_tokens: int = 0
+
+
+class Embedding(msgspec.Struct):
+    index: int
+    # Floats, or (``encoding_format: base64``) the little-endian float32 bytes in base64.
+    embedding: list[float] | str
+    object: Literal["embedding"] = "embedding"
+
+
+class EmbeddingList(msgspec.Struct):
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+    object: Literal["list"] = "list"

@@ -86,6 +86,8 @@ class Behavior:
     deltas: list[str] | None = None  # exact streamed pieces of `content` (default ~3 chars)
     tool_calls: list[dict[str, str]] | None = None  # [{"id", "name", "arguments"}]
     usage: tuple[int, int] = (12, 5)  # prompt (input) and completion (output) tokens
+    cached_tokens: int = 0  # of the prompt tokens, read from the provider's prompt cache
+    reasoning_tokens: int = 0  # of the completion tokens
     gap_s: float = 0  # sleep between streamed events
     cut_after: int | None = None  # abort the connection after this many events
     stall_after_headers_s: float = 0  # sleep between the headers and the first event
@@ -587,9 +589,9 @@ def _usage(b: Behavior, *, details: bool = True) -> dict[str, Any]:
     usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion}
     usage["total_tokens"] = prompt + completion
     if details:
-        usage["prompt_tokens_details"] = {"cached_tokens": 0, "audio_tokens": 0}
+        usage["prompt_tokens_details"] = {"cached_tokens": b.cached_tokens, "audio_tokens": 0}
         usage["completion_tokens_details"] = {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": b.reasoning_tokens,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,

@@ -1,0 +1,527 @@
+"""The machinery shared by providers whose API is not OpenAI's (Anthropic, Gemini, Bedrock, ...).
+
+A :class:`TranslatingProvider` subclass supplies the pure parts (rule 2: no I/O):
+
+- ``prepare_chat``: the unified :class:`ChatRequest` as the provider's request (URL, headers,
+  body); async only because some credentials are fetched (Vertex tokens) or signed (SigV4);
+- ``chat_response``: the provider's answer as a :class:`ChatCompletion`;
+- ``stream_translator``: a :class:`StreamTranslator` turning the provider's stream events into
+  :class:`ChatCompletionChunk` objects, one event at a time;
+- ``map_error``: the provider's error answer as an :class:`UpstreamError`;
+- optionally embeddings (``prepare_embedding``/``embedding_response``) and ``list_models``.
+
+This module does the rest once for all of them: key choice, the HTTP exchange and its error
+statuses, the event loop of a stream (never holding an event back), the final usage chunk, the
+accounting, ``/v1/completions`` served through chat, and the embeddings response shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import aiohttp
+import msgspec
+from msgspec import UNSET
+
+from providers._keys import KeyRing
+from providers._sse import SSEParser
+from providers._upstream import (
+    Upstream,
+    forwardable_headers,
+    map_client_errors,
+    release_when_done,
+)
+from providers.base import Call, EventStream, JSONReply, ModelInfo, Reply
+from proxy.config import ProviderConfig
+from proxy.errors import (
+    InvalidRequestError,
+    UnsupportedCapabilityError,
+    UpstreamConnectionError,
+    UpstreamError,
+)
+from proxy.redact import Redactor
+from proxy.schemas.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatRequest,
+    ChunkChoice,
+    Delta,
+    DeltaFunction,
+    DeltaToolCall,
+    ThinkingBlock,
+    UserMessage,
+)
+from proxy.schemas.common import BilledUsage, Usage
+from proxy.schemas.completions import CompletionRequest, TextChoice, TextCompletion
+from proxy.schemas.embeddings import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
+
+__all__ = [
+    "ChunkMaker",
+    "EmbeddingResult",
+    "Prepared",
+    "StreamTranslator",
+    "TranslatingProvider",
+    "chat_from_completion",
+    "embedding_body",
+    "embedding_inputs",
+    "stream_cut",
+    "text_completion_from_chat",
+]
+
+_encode = msgspec.json.Encoder().encode
+
+
+class Prepared(msgspec.Struct):
+    """One upstream request, ready to send."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    method: str = "POST"
+
+
+class EmbeddingResult(msgspec.Struct):
+    vectors: list[list[float]]
+    prompt_tokens: int = 0
+
+
+class StreamTranslator(Protocol):
+    """Turns one provider stream into OpenAI chunks (pure; one instance per stream).
+
+    ``feed`` takes one native event and returns the chunks it completes (often one, sometimes
+    none); it raises :class:`GatewayError` for an error event. ``finish`` is called when the
+    upstream ends the stream and returns what is still owed (a finish reason); it raises
+    :class:`UpstreamConnectionError` when the stream ended before the provider said it was done.
+    ``usage`` is the usage reported so far (also read after a client disconnect);
+    ``usage_chunk`` the final ``choices: []`` chunk that carries it.
+    """
+
+    usage: Usage | None
+
+    def feed(self, event: Any) -> list[ChatCompletionChunk]: ...
+
+    def finish(self) -> list[ChatCompletionChunk]: ...
+
+    def usage_chunk(self) -> ChatCompletionChunk | None: ...
+
+
+class ChunkMaker:
+    """Builds the chunks of one stream, with the stream's id, model and creation time.
+
+    The role goes with the first chunk that carries anything (OpenAI's first chunk has it).
+    """
+
+    __slots__ = ("_role_sent", "created", "id", "model")
+
+    def __init__(self, id: str, model: str, created: int | None = None) -> None:
+        self.id = id
+        self.model = model
+        self.created = int(time.time()) if created is None else created
+        self._role_sent = False
+
+    def chunk(self, delta: Delta, finish_reason: str | None = None) -> ChatCompletionChunk:
+        if not self._role_sent:
+            delta.role = "assistant"
+            self._role_sent = True
+        return ChatCompletionChunk(
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish_reason)],
+        )
+
+    def text(self, text: str) -> ChatCompletionChunk:
+        return self.chunk(Delta(content=text))
+
+    def reasoning(self, text: str) -> ChatCompletionChunk:
+        return self.chunk(Delta(reasoning_content=text))
+
+    def thinking_block(self, block: ThinkingBlock) -> ChatCompletionChunk:
+        return self.chunk(Delta(thinking_blocks=[block]))
+
+    def tool_start(
+        self, index: int, id: str, name: str, extra_content: msgspec.Raw | None = None
+    ) -> ChatCompletionChunk:
+        call = DeltaToolCall(
+            index=index, id=id, type="function", function=DeltaFunction(name=name, arguments="")
+        )
+        if extra_content is not None:
+            call.extra_content = extra_content
+        return self.chunk(Delta(tool_calls=[call]))
+
+    def tool_arguments(self, index: int, arguments: str) -> ChatCompletionChunk:
+        call = DeltaToolCall(index=index, function=DeltaFunction(arguments=arguments))
+        return self.chunk(Delta(tool_calls=[call]))
+
+    def finish(self, reason: str) -> ChatCompletionChunk:
+        return self.chunk(Delta(), finish_reason=reason)
+
+    def usage(self, usage: Usage) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.model, choices=[], usage=usage
+        )
+
+
+# --- /v1/completions through chat ---------------------------------------------------------------
+
+# Fields with no chat equivalent, and the values that ask for nothing.
+_NO_CHAT_EQUIVALENT: tuple[tuple[str, tuple[Any, ...]], ...] = (
+    ("suffix", (UNSET, None, "")),
+    ("echo", (UNSET, None, False)),
+    ("best_of", (UNSET, None, 1)),
+    ("logprobs", (UNSET, None)),
+)
+
+
+def chat_from_completion(req: CompletionRequest, provider: str) -> ChatRequest:
+    """A legacy completion request as a one-message chat request, for providers without one.
+
+    Fields with no chat equivalent are refused (400 naming them) rather than silently dropped.
+    """
+    for field, neutral in _NO_CHAT_EQUIVALENT:
+        if getattr(req, field) not in neutral:
+            raise InvalidRequestError(
+                f"Provider `{provider}` serves completions through chat, which has no `{field}`.",
+                param=field,
+                code="unsupported_parameter",
+            )
+    prompt = req.prompt
+    if isinstance(prompt, list):
+        if len(prompt) != 1 or not isinstance(prompt[0], str):
+            raise InvalidRequestError(
+                f"Provider `{provider}` serves completions through chat: `prompt` must be a "
+                "string (or a list of one string), not token ids or several prompts.",
+                param="prompt",
+            )
+        prompt = prompt[0]
+    return ChatRequest(
+        model=req.model,
+        messages=[UserMessage(content=prompt)],
+        stream=req.stream,
+        stream_options=req.stream_options,
+        max_tokens=req.max_tokens if req.max_tokens else UNSET,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        n=req.n,
+        stop=req.stop,
+        seed=req.seed,
+        presence_penalty=req.presence_penalty,
+        frequency_penalty=req.frequency_penalty,
+        user=req.user,
+    )
+
+
+def text_completion_from_chat(completion: ChatCompletion) -> TextCompletion:
+    return TextCompletion(
+        id=completion.id,
+        created=completion.created,
+        model=completion.model,
+        choices=[
+            TextChoice(text=c.message.content or "", index=c.index, finish_reason=c.finish_reason)
+            for c in completion.choices
+        ],
+        usage=completion.usage,
+    )
+
+
+def _text_chunk(chunk: ChatCompletionChunk) -> TextCompletion | None:
+    """A chat chunk as a completion chunk; ``None`` for one with no text for a completion
+    client (the role, a tool call)."""
+    choices = [
+        TextChoice(text=c.delta.content or "", index=c.index, finish_reason=c.finish_reason)
+        for c in chunk.choices
+        if c.delta.content or c.finish_reason
+    ]
+    if not choices and chunk.usage in (UNSET, None):
+        return None
+    return TextCompletion(
+        id=chunk.id, created=chunk.created, model=chunk.model, choices=choices, usage=chunk.usage
+    )
+
+
+# --- embeddings ------------------------------------------------------------------------------
+
+
+def embedding_inputs(req: EmbeddingRequest, provider: str) -> list[str]:
+    """The texts to embed; token-id inputs cannot be translated to another tokenizer."""
+    if isinstance(req.input, str):
+        return [req.input]
+    if not all(isinstance(x, str) for x in req.input):
+        raise InvalidRequestError(
+            f"Provider `{provider}` embeds text only: `input` must be a string or a list of "
+            "strings, not token ids.",
+            param="input",
+        )
+    return [x for x in req.input if isinstance(x, str)]
+
+
+def embedding_body(
+    vectors: Sequence[Sequence[float]], model: str, usage: EmbeddingUsage, encoding: str
+) -> bytes:
+    """OpenAI's embeddings response; ``encoding`` ``base64`` packs each vector as float32."""
+    data: list[Embedding] = []
+    for i, vector in enumerate(vectors):
+        if encoding == "base64":
+            packed = struct.pack(f"<{len(vector)}f", *vector)
+            data.append(Embedding(index=i, embedding=base64.b64encode(packed).decode()))
+        else:
+            data.append(Embedding(index=i, embedding=list(vector)))
+    return _encode(EmbeddingList(data=data, model=model, usage=usage))
+
+
+# --- the provider ------------------------------------------------------------------------------
+
+
+class TranslatingProvider(ABC):
+    """Base class of the providers that translate to and from their own API.
+
+    ``operations`` lists what the subclass serves; ``text_completion`` is served through chat
+    whenever ``chat_completion`` is.
+    """
+
+    # Content types a stream answer may have; anything else is a 502.
+    stream_content_types: frozenset[str] = frozenset({"text/event-stream"})
+
+    def __init__(
+        self,
+        name: str,
+        settings: ProviderConfig,
+        upstream: Upstream,
+        keys: KeyRing,
+        *,
+        operations: frozenset[str],
+        proxy: str | None = None,
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self.name = name
+        self.operations = operations | (
+            {"text_completion"} if "chat_completion" in operations else set()
+        )
+        self.settings = settings
+        self.keys = keys
+        self._upstream = upstream
+        self._proxy = proxy
+        self.scrub = Redactor([*keys.values, *secrets])
+        self._timeout = aiohttp.ClientTimeout(
+            total=settings.timeout_s, sock_connect=settings.connect_timeout_s
+        )
+        # A stream may run long; what must not run long is silence between its events.
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.timeout_s
+        )
+
+    # --- what a subclass provides ---------------------------------------------------------
+
+    @abstractmethod
+    async def prepare_chat(
+        self, req: ChatRequest, model: str, *, stream: bool, key: int | None
+    ) -> Prepared: ...
+
+    @abstractmethod
+    def chat_response(self, body: bytes, model: str) -> ChatCompletion: ...
+
+    @abstractmethod
+    def stream_translator(self, model: str, request_id: str) -> StreamTranslator: ...
+
+    @abstractmethod
+    def map_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError: ...
+
+    async def prepare_embedding(
+        self, req: EmbeddingRequest, model: str, key: int | None
+    ) -> Prepared:
+        raise UnsupportedCapabilityError(self.name, "embeddings")
+
+    def embedding_response(self, body: bytes, req: EmbeddingRequest) -> EmbeddingResult:
+        raise UnsupportedCapabilityError(self.name, "embeddings")
+
+    async def list_models(self) -> list[ModelInfo]:
+        """The configured ``models`` (subclasses with a model list endpoint add theirs)."""
+        return [ModelInfo(id=m, owned_by=self.name) for m in self.settings.models]
+
+    async def read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[Any]]:
+        """The native events of a stream answer, grouped by network read (SSE by default)."""
+        parser = SSEParser()
+        read = resp.content.readany
+        while True:
+            with map_client_errors(self.name):
+                chunk = await read()
+            if not chunk:
+                tail = parser.close()
+                if tail:
+                    yield tail
+                return
+            events = parser.feed(chunk)
+            if events:
+                yield events
+
+    async def aclose(self) -> None:
+        return None
+
+    # --- helpers for subclasses ------------------------------------------------------------
+
+    def upstream_model(self, model: str) -> str:
+        """The upstream's id for a model callers name (``deployments`` maps it, else as is)."""
+        return self.settings.deployments.get(model, model)
+
+    def bad_response(self, what: str) -> UpstreamError:
+        return UpstreamError(
+            f"{self.name}: the upstream's {what} is not in the expected format.",
+            status=502,
+            provider=self.name,
+        )
+
+    async def open(self, prepared: Prepared, *, stream: bool = False) -> aiohttp.ClientResponse:
+        """The upstream's response once its headers are in; an error status is raised as the
+        gateway's error, with the upstream's message."""
+        resp = await self._upstream.open(
+            prepared.method,
+            prepared.url,
+            provider=self.name,
+            headers=prepared.headers,
+            timeout=self._stream_timeout if stream else self._timeout,
+            data=prepared.body if prepared.method != "GET" else None,
+            proxy=self._proxy,
+        )
+        if resp.status >= 400:
+            try:
+                body = await Upstream.read(resp, self.name)
+            finally:
+                resp.release()
+            raise self.map_error(resp.status, body, resp.headers)
+        return resp
+
+    async def fetch(self, prepared: Prepared) -> tuple[bytes, dict[str, str]]:
+        """A whole non-streaming answer: its body and the headers worth forwarding."""
+        resp = await self.open(prepared)
+        try:
+            return await Upstream.read(resp, self.name), forwardable_headers(resp.headers)
+        finally:
+            resp.release()
+
+    # --- the Provider protocol -------------------------------------------------------------
+
+    async def send(self, call: Call) -> Reply:
+        inbound = call.inbound
+        op = inbound.op.name
+        key = self._key_index(call.target.model)
+        model = self.upstream_model(call.target.model)
+        if op == "embedding":
+            return await self._embed(inbound.typed, model, key)
+        if op == "text_completion":
+            req = chat_from_completion(inbound.typed, self.name)
+        elif op == "chat_completion":
+            req = inbound.typed
+        else:
+            raise UnsupportedCapabilityError(self.name, op.replace("_", " "))
+        text = op == "text_completion"
+        prepared = await self.prepare_chat(req, model, stream=inbound.stream, key=key)
+        if inbound.stream:
+            return await self._stream(call, prepared, model, text=text)
+        data, headers = await self.fetch(prepared)
+        try:
+            completion = self.chat_response(data, model)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise self.bad_response("response") from exc
+        usage = completion.usage if completion.usage is not UNSET else None
+        body = _encode(text_completion_from_chat(completion) if text else completion)
+        return JSONReply(
+            body=body,
+            usage=BilledUsage.from_usage(usage) if usage is not None else None,
+            headers=headers,
+            raw=data,
+        )
+
+    def _key_index(self, model: str) -> int | None:
+        try:
+            return self.keys.choose(model)
+        except LookupError:
+            raise InvalidRequestError(
+                f"No API key of provider `{self.name}` is allowed to use model `{model}`.",
+                param="model",
+                code="model_not_allowed",
+            ) from None
+
+    async def _embed(self, req: EmbeddingRequest, model: str, key: int | None) -> JSONReply:
+        prepared = await self.prepare_embedding(req, model, key)
+        data, headers = await self.fetch(prepared)
+        try:
+            result = self.embedding_response(data, req)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise self.bad_response("embeddings response") from exc
+        usage = EmbeddingUsage(
+            prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens
+        )
+        encoding = req.encoding_format if req.encoding_format is not UNSET else "float"
+        body = embedding_body(result.vectors, req.model.partition("/")[2] or model, usage, encoding)
+        billed = BilledUsage(prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens)
+        return JSONReply(body=body, usage=billed, headers=headers, raw=data)
+
+    async def _stream(
+        self, call: Call, prepared: Prepared, model: str, *, text: bool
+    ) -> EventStream:
+        resp = await self.open(prepared, stream=True)
+        if resp.content_type not in self.stream_content_types:
+            resp.release()
+            raise UpstreamError(
+                f"{self.name}: expected an event stream, got `{resp.content_type}`.",
+                status=502,
+                provider=self.name,
+            )
+        translator = self.stream_translator(model, call.request_id)
+        wants_usage = call.inbound.wants_usage
+        encode = _encode_text_chunks if text else _encode_chunks
+
+        async def events(stream: EventStream) -> AsyncGenerator[list[bytes], None]:
+            try:
+                async for natives in self.read_stream(resp):
+                    chunks: list[ChatCompletionChunk] = []
+                    for native in natives:
+                        chunks.extend(translator.feed(native))
+                    if chunks:
+                        batch = encode(chunks)
+                        if batch:
+                            yield batch
+                tail = translator.finish()
+                usage_chunk = translator.usage_chunk() if wants_usage else None
+                if usage_chunk is not None:
+                    tail.append(usage_chunk)
+                if translator.usage is not None:
+                    # Set with the batch that ends in the usage chunk: the dispatcher appends
+                    # extra_fields to that chunk.
+                    stream.usage = BilledUsage.from_usage(translator.usage)
+                batch = encode(tail)
+                if batch:
+                    yield batch
+            finally:
+                # A client that went away mid-stream: account for what was reported so far.
+                if stream.usage is None and translator.usage is not None:
+                    stream.usage = BilledUsage.from_usage(translator.usage)
+
+        return EventStream(
+            events, close=release_when_done(resp), headers=forwardable_headers(resp.headers)
+        )
+
+
+def _encode_chunks(chunks: list[ChatCompletionChunk]) -> list[bytes]:
+    return [_encode(c) for c in chunks]
+
+
+def _encode_text_chunks(chunks: list[ChatCompletionChunk]) -> list[bytes]:
+    out = []
+    for c in chunks:
+        converted = _text_chunk(c)
+        if converted is not None:
+            out.append(_encode(converted))
+    return out
+
+
+def stream_cut(provider: str) -> UpstreamConnectionError:
+    """The error for a stream that ended before the provider said it was complete."""
+    return UpstreamConnectionError(
+        f"Provider `{provider}` ended the stream before it was complete."
+    )

@@ -1,0 +1,12 @@
+"""Every provider the conformance scenarios run against (one line per provider)."""
+
+from __future__ import annotations
+
+from tests.conformance import case_openai
+from tests.conformance.cases import ProviderCase
+
+__all__ = ["CASES"]
+
+CASES: list[ProviderCase] = [
+    case_openai.CASE,
+]
