@@ -39,6 +39,7 @@ from providers._upstream import (
 from providers.base import Call, EventStream, JSONReply, ModelInfo, Reply
 from proxy.config import ProviderConfig
 from proxy.errors import (
+    GatewayError,
     InvalidRequestError,
     UnsupportedCapabilityError,
     UpstreamConnectionError,
@@ -69,6 +70,7 @@ __all__ = [
     "chat_from_completion",
     "embedding_body",
     "embedding_inputs",
+    "parse_data_url",
     "stream_cut",
     "text_completion_from_chat",
 ]
@@ -165,6 +167,23 @@ class ChunkMaker:
         return ChatCompletionChunk(
             id=self.id, created=self.created, model=self.model, choices=[], usage=usage
         )
+
+
+def parse_data_url(url: str) -> tuple[str, bytes]:
+    """``data:<mime>;base64,<data>`` as (mime, bytes); a 400 for anything else."""
+    head, sep, payload = url.partition(",")
+    if not sep or not head.startswith("data:") or not head.endswith(";base64"):
+        raise InvalidRequestError(
+            "An inline file must be a base64 data URL: `data:<media type>;base64,<data>`.",
+            param="messages",
+        )
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except ValueError:
+        raise InvalidRequestError(
+            "The data URL's content is not valid base64.", param="messages"
+        ) from None
+    return head[5:-7] or "application/octet-stream", data
 
 
 # --- /v1/completions through chat ---------------------------------------------------------------
@@ -394,6 +413,51 @@ class TranslatingProvider(ABC):
                 resp.release()
             raise self.map_error(resp.status, body, resp.headers)
         return resp
+
+    async def fetch_media(
+        self, url: str, *, max_bytes: int = 20 * 1024 * 1024
+    ) -> tuple[str, bytes]:
+        """Download a file a request names by URL (an image), for providers that accept only
+        inline bytes: its media type and content. A ``data:`` URL is decoded without I/O.
+
+        Bounded in size and time; a failure is the caller's 400, naming the URL.
+        """
+        if url.startswith("data:"):
+            return parse_data_url(url)
+        if not url.startswith(("http://", "https://")):
+            raise InvalidRequestError(
+                f"Provider `{self.name}` needs files inline or at an http(s) URL, "
+                f"not `{url[:60]}`.",
+                param="messages",
+            )
+        try:
+            resp = await self._upstream.open(
+                "GET", url, provider=self.name, headers={}, timeout=self._timeout, proxy=self._proxy
+            )
+        except GatewayError as exc:
+            raise InvalidRequestError(
+                f"Could not download `{url[:200]}` for provider `{self.name}`: {exc.message}",
+                param="messages",
+            ) from None
+        try:
+            if resp.status >= 400:
+                raise InvalidRequestError(
+                    f"Could not download `{url[:200]}` for provider `{self.name}`: "
+                    f"HTTP {resp.status}.",
+                    param="messages",
+                )
+            data = bytearray()
+            with map_client_errors(self.name):
+                async for piece in resp.content.iter_chunked(65536):
+                    data += piece
+                    if len(data) > max_bytes:
+                        raise InvalidRequestError(
+                            f"`{url[:200]}` is larger than {max_bytes // (1024 * 1024)} MB.",
+                            param="messages",
+                        )
+            return resp.content_type or "application/octet-stream", bytes(data)
+        finally:
+            resp.release()
 
     async def fetch(self, prepared: Prepared) -> tuple[bytes, dict[str, str]]:
         """A whole non-streaming answer: its body and the headers worth forwarding."""

@@ -31,6 +31,8 @@ class Call(msgspec.Struct, gc=False):
     target: Target
     request_id: str
     raw_response: bool = False
+    # The client's request headers, for the few a provider passes on (``anthropic-beta``).
+    client_headers: Mapping[str, str] = {}
 
 
 class JSONReply(msgspec.Struct):

@@ -65,6 +65,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         target=target,
         request_id=request[REQUEST_ID],
         raw_response=request.headers.get("x-thruway-raw-response", "").lower() == "true",
+        client_headers=request.headers,
     )
     reply = await provider.send(call)
     headers = {"x-thruway-provider": target.provider, "x-thruway-model": target.model}
