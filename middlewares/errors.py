@@ -16,6 +16,7 @@ from proxy.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
+from proxy.keys import REQUEST_ID
 from proxy.schemas.errors import ErrorBody, ErrorEnvelope
 
 __all__ = ["errors_middleware", "render_error"]
@@ -24,18 +25,21 @@ log = structlog.get_logger("thruway.errors")
 _encode = msgspec.json.Encoder().encode
 
 
-def render_error(error: GatewayError) -> web.Response:
+def render_error(error: GatewayError, request_id: str | None = None) -> web.Response:
     body = _encode(
         ErrorEnvelope(
             ErrorBody(message=error.message, type=error.type, param=error.param, code=error.code)
         )
     )
-    return web.Response(
+    response = web.Response(
         status=error.status,
         body=body,
         content_type="application/json",
         headers=error.headers,
     )
+    if request_id is not None:
+        response.headers["x-request-id"] = request_id
+    return response
 
 
 def _from_http(exc: web.HTTPException, request: web.Request, limit: int) -> GatewayError:
@@ -66,11 +70,11 @@ def errors_middleware(*, max_body_bytes: int, debug: bool = False) -> Middleware
         try:
             return await handler(request)
         except GatewayError as exc:
-            return render_error(exc)
+            return render_error(exc, request.get(REQUEST_ID))
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return render_error(_from_http(exc, request, max_body_bytes))
+            return render_error(_from_http(exc, request, max_body_bytes), request.get(REQUEST_ID))
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as exc:
@@ -84,6 +88,8 @@ def errors_middleware(*, max_body_bytes: int, debug: bool = False) -> Middleware
                 where=where,
                 exc_info=exc if debug else None,
             )
-            return render_error(GatewayError("The gateway failed to handle the request."))
+            return render_error(
+                GatewayError("The gateway failed to handle the request."), request.get(REQUEST_ID)
+            )
 
     return errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 
@@ -15,10 +16,35 @@ from proxy.keys import DRAINING, OUTCOME, REQUEST_ID, Outcome
 from proxy.logging import CanonicalLine, RequestLine
 from proxy.operations import operation_of
 
-__all__ = ["request_context_middleware"]
+__all__ = ["new_request_id", "request_context_middleware"]
 
 # A caller's id is echoed only when it is short and printable; anything else gets a fresh one.
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+class _RequestIds:
+    """Fresh request ids: 32 hex digits, a random per-process prefix and a counter.
+
+    Unique across processes and restarts (the prefix is 80 random bits) without a ``getrandom``
+    system call per request; ids identify requests, they are not secrets.
+    """
+
+    __slots__ = ("_counter", "_prefix")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._prefix = os.urandom(10).hex()
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
+
+
+new_request_id = _RequestIds()
+# A forked worker must not repeat its parent's ids.
+os.register_at_fork(after_in_child=new_request_id.reset)
 
 
 def request_context_middleware(request_line: RequestLine | None = None) -> Middleware:
@@ -27,7 +53,7 @@ def request_context_middleware(request_line: RequestLine | None = None) -> Middl
     @web.middleware
     async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
         given = request.headers.get("x-request-id", "")
-        request_id = given if given and _SAFE_ID.fullmatch(given) else os.urandom(16).hex()
+        request_id = given if given and _SAFE_ID.fullmatch(given) else new_request_id()
         request[REQUEST_ID] = request_id
         outcome = request[OUTCOME] = Outcome()
         # aiohttp runs each request in a copy of the context, so nothing leaks between requests.
@@ -36,6 +62,8 @@ def request_context_middleware(request_line: RequestLine | None = None) -> Middl
         error_type: str | None = None
         try:
             response = await handler(request)
+            if not response.prepared:  # a stream sent its headers already, the id with them
+                response.headers["x-request-id"] = request_id
             # A stream whose client left midway ends quietly, but is logged as what it was.
             status = 499 if outcome.client_disconnected else response.status
             if outcome.client_disconnected:

@@ -188,6 +188,7 @@ class OpenAICompatProvider:
         self._keys = keys
         self._scrub = Redactor(keys.values)
         self._drop = GATEWAY_FIELDS | spec.drop_params
+        self._model_raw: dict[str, msgspec.Raw] = {}
         self._configured_models = settings.models
         static = {"Accept": "application/json", **settings.headers}
         self._headers: list[dict[str, str]] = [
@@ -271,10 +272,18 @@ class OpenAICompatProvider:
                     code="unsupported_parameter",
                 )
 
+    def _model_json(self, model: str) -> msgspec.Raw:
+        got = self._model_raw.get(model)
+        if got is None:
+            got = msgspec.Raw(_encode(model))
+            if len(self._model_raw) < 1024:
+                self._model_raw[model] = got
+        return got
+
     def _json_body(self, inbound: Inbound, model: str) -> bytes:
         raw = inbound.raw or {}
         out = {k: v for k, v in raw.items() if k not in self._drop}
-        out["model"] = msgspec.Raw(_encode(model))
+        out["model"] = self._model_json(model)
         for ours, theirs in self._spec.renames:
             if ours in out:
                 value = out.pop(ours)
@@ -317,8 +326,9 @@ class OpenAICompatProvider:
         async def events(stream: EventStream) -> AsyncGenerator[list[bytes], None]:
             parser = SSEParser()
             read = resp.content.readany
+            guard = map_client_errors(name)  # stateless: one for every read
             while True:
-                with map_client_errors(name):
+                with guard:
                     chunk = await read()
                 # At the end, an event the upstream did not close with a blank line still counts.
                 completed = parser.feed(chunk) if chunk else parser.close()
@@ -338,7 +348,7 @@ class OpenAICompatProvider:
                             yield batch
                         raise map_error(500, data, {}, provider=name, scrub=scrub)
                     # With include_usage every chunk says "usage":null; only an object counts.
-                    if b'"usage":{' in data or b'"usage": {' in data:
+                    if _has_usage(data):
                         view = _chunk_view(data)
                         if view.usage is not None:
                             stream.usage = BilledUsage.from_usage(view.usage)
@@ -441,6 +451,20 @@ class OpenAICompatProvider:
             status=502,
             provider=self.name,
         )
+
+
+def _has_usage(chunk: bytes) -> bool:
+    """Whether a chunk's ``usage`` is an object (not ``null``), without decoding it.
+
+    Searched from the end: OpenAI and compatible servers put ``usage`` last (or nearly), so the
+    search reads a few dozen bytes rather than the whole chunk. A usage object holds no nested
+    ``"usage":`` key, so the last occurrence is the field itself, whatever the field order.
+    """
+    at = chunk.rfind(b'"usage":')
+    if at < 0:
+        return False
+    after = chunk[at + 8 : at + 10]
+    return after[:1] == b"{" or after == b" {"
 
 
 def _stream_options(inbound: Inbound) -> msgspec.Raw:

@@ -32,6 +32,29 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         buf = self._buf + chunk if self._buf else chunk
+        if not (self._data or self._event) and buf.startswith(b"data: ") and b"\r" not in buf:
+            fast = self._feed_data_only(buf)
+            if fast is not None:
+                return fast
+        return self._feed_lines(buf)
+
+    def _feed_data_only(self, buf: bytes) -> list[SSEEvent] | None:
+        """The common case, as OpenAI-style upstreams write it: only ``data: <one line>`` events
+        separated by blank lines. ``None`` when ``buf`` holds anything else (the general parser
+        then reads it all)."""
+        parts = buf.split(b"\n\n")
+        tail = parts.pop()
+        out: list[SSEEvent] = []
+        for part in parts:
+            if not part:
+                continue
+            if b"\n" in part or not part.startswith(b"data: "):
+                return None
+            out.append(SSEEvent(b"message", part[6:]))
+        self._buf = tail
+        return out
+
+    def _feed_lines(self, buf: bytes) -> list[SSEEvent]:
         if b"\r" in buf:
             # A CR at the very end may be the first half of a CRLF: keep it for the next chunk.
             keep_cr = buf.endswith(b"\r")

@@ -366,8 +366,9 @@ class TranslatingProvider(ABC):
         """The native events of a stream answer, grouped by network read (SSE by default)."""
         parser = SSEParser()
         read = resp.content.readany
+        guard = map_client_errors(self.name)  # stateless: one for every read
         while True:
-            with map_client_errors(self.name):
+            with guard:
                 chunk = await read()
             if not chunk:
                 tail = parser.close()

@@ -12,7 +12,7 @@ from middlewares import build_chain
 from providers._upstream import HTTP_SESSION, Upstream, open_session
 from providers.registry import PROVIDERS, build_registry
 from proxy.config import GatewayConfig
-from proxy.keys import CONFIG, DIRECTORY, DRAINING, REQUEST_ID
+from proxy.keys import CONFIG, DIRECTORY, DRAINING
 from proxy.logging import RequestLine
 from proxy.routes import setup_routes
 from proxy.routes.openai import MODEL_CATALOG, ModelCatalog
@@ -51,17 +51,9 @@ def create_app(
                 await registry.aclose()
 
     app.cleanup_ctx.append(resources)
-    app.on_response_prepare.append(_stamp_request_id)
     app.on_shutdown.append(_start_draining)
     return app
 
 
 async def _start_draining(app: web.Application) -> None:
     app[DRAINING].set()
-
-
-async def _stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """Every response, errors and streams included, carries the request id."""
-    request_id = request.get(REQUEST_ID)
-    if request_id is not None:
-        response.headers["x-request-id"] = request_id

@@ -21,7 +21,7 @@ from proxy.keys import BODY, CONFIG, OUTCOME, REQUEST_ID, TARGET, Outcome
 from proxy.operations import OPERATIONS, Inbound
 from proxy.schemas.common import BilledUsage, ExtraFields
 from proxy.schemas.errors import ErrorBody, ErrorEnvelope
-from proxy.sse import DONE, KeepAlive, event, open_event_stream
+from proxy.sse import DONE, KeepAlive, event, event_batch, open_event_stream
 
 __all__ = ["dispatch", "splice_extra_fields"]
 
@@ -68,7 +68,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         client_headers=request.headers,
     )
     reply = await provider.send(call)
-    headers = {"x-thruway-provider": target.provider, "x-thruway-model": target.model}
+    headers = {
+        "x-request-id": call.request_id,
+        "x-thruway-provider": target.provider,
+        "x-thruway-model": target.model,
+    }
     if isinstance(reply, JSONReply):
         return _json_response(call, reply, headers, outcome)
     if isinstance(reply, EventStream):
@@ -97,10 +101,11 @@ def _json_response(
     if call.raw_response:
         extra.raw_response = msgspec.Raw(reply.raw if reply.raw is not None else reply.body)
     headers["x-thruway-latency-ms"] = f"{latency:.3f}"
+    # Content-Type as a plain header: aiohttp's ``content_type=`` goes through a parsing setter.
+    headers["Content-Type"] = "application/json"
     return web.Response(
         body=splice_extra_fields(reply.body, _encode(extra)),
-        headers={**reply.headers, **headers},
-        content_type="application/json",
+        headers={**reply.headers, **headers} if reply.headers else headers,
     )
 
 
@@ -136,11 +141,12 @@ async def _event_stream(
                 extra = _extra_fields(call, stream.usage, outcome.elapsed_ms())
                 batch[-1] = splice_extra_fields(batch[-1], _encode(extra))
                 spliced = True
-            await response.write(
-                event(batch[0]) if len(batch) == 1 else b"".join([event(d) for d in batch])
-            )
+            await response.write(event_batch(batch))
             keepalive.touch()
-            batch = await anext(events, None)
+            try:
+                batch = await events.__anext__()
+            except StopAsyncIteration:
+                batch = None
     except GatewayError as exc:
         # Past the first byte there is no status to change: the error travels as an event.
         log.warning("stream_failed", status=exc.status, error_type=exc.type, error=exc.message)
@@ -158,8 +164,8 @@ async def _event_stream(
         await stream.aclose()
         outcome.usage = stream.usage
     try:
-        await response.write(DONE)
-        await response.write_eof()
+        # The last event and the end of the body in one write.
+        await response.write_eof(DONE)
     except ConnectionError:
         outcome.client_disconnected = True
     return response

@@ -40,22 +40,31 @@ _TRIGGERS = (
 )
 
 
+_CLEAN_CACHE = 4096
+
+
 class Redactor:
     """Replaces known secret values and anything shaped like an API key with ``[redacted]``."""
 
-    __slots__ = ("_pattern", "_triggers")
+    __slots__ = ("_clean", "_pattern", "_triggers")
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         exact = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
         parts = [re.escape(s) for s in exact] + [_KEY_SHAPES]
         self._pattern = re.compile("|".join(parts))
         self._triggers = (*exact, *_TRIGGERS)
+        # Short texts seen clean before (model names, paths: the same few on every log line).
+        self._clean: set[str] = set()
 
     def found_in(self, text: str) -> bool:
         """Whether ``text`` holds anything to redact."""
+        if text in self._clean:
+            return False
         for trigger in self._triggers:
             if trigger in text:
                 return self._pattern.search(text) is not None
+        if len(text) <= 256 and len(self._clean) < _CLEAN_CACHE:
+            self._clean.add(text)
         return False
 
     def __call__(self, text: str) -> str:

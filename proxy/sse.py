@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-__all__ = ["DONE", "SSE_HEADERS", "KeepAlive", "event", "open_event_stream"]
+__all__ = ["DONE", "SSE_HEADERS", "KeepAlive", "event", "event_batch", "open_event_stream"]
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
@@ -30,6 +30,11 @@ def event(data: bytes, name: bytes | None = None) -> bytes:
     if name is None:
         return b"data: " + data + b"\n\n"
     return b"event: " + name + b"\ndata: " + data + b"\n\n"
+
+
+def event_batch(payloads: list[bytes]) -> bytes:
+    """Several ``data`` events in one buffer (one join, however many there are)."""
+    return b"data: " + b"\n\ndata: ".join(payloads) + b"\n\n"
 
 
 async def open_event_stream(request: web.Request, headers: Mapping[str, str]) -> web.StreamResponse:
