@@ -282,14 +282,14 @@ def _arguments(text: str, param: str) -> msgspec.Raw:
     if not text.strip():
         return msgspec.Raw(b"{}")
     try:
-        compact = msgspec.json.format(text.encode(), indent=0)
+        one_line = msgspec.json.format(text.encode(), indent=0)
     except msgspec.DecodeError:
         raise InvalidRequestError(
             "A tool call's `arguments` must be a JSON object.", param=param
         ) from None
-    if not compact.startswith(b"{"):
+    if not one_line.startswith(b"{"):
         raise InvalidRequestError("A tool call's `arguments` must be a JSON object.", param=param)
-    return msgspec.Raw(compact)
+    return msgspec.Raw(one_line)
 
 
 def _signature(extra: msgspec.Raw | UnsetType) -> str | UnsetType:

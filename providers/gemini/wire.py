@@ -66,7 +66,7 @@ class FileData(_Wire):
 
 class FunctionCall(_Wire):
     name: str
-    # A JSON object; kept as the upstream wrote it, re-encoded compactly for clients.
+    # A JSON object, passed through (re-written on one line for a tool call's `arguments`).
     args: msgspec.Raw | UnsetType = UNSET
     id: str | UnsetType = UNSET
 
