@@ -9,8 +9,8 @@ its auth answers (no key: 403 PERMISSION_DENIED; a wrong key: 400 INVALID_ARGUME
 API_KEY_INVALID) and its response headers.
 
 Function calls carry no ``id`` unless ``send_call_ids`` (the Developer API leaves them out);
-the first call of an answer, or the first text part after thoughts, carries the turn's
-``thoughtSignature``, as Gemini 3 does.
+the first call of an answer (or, without calls, the first text part after thoughts) carries
+the turn's ``thoughtSignature``, as Gemini 3 does.
 """
 
 from __future__ import annotations
@@ -254,10 +254,18 @@ class FakeGemini(FakeServer):
         if t.text:
             parts.append({"text": t.text})
         parts += [self._call(c) for c in t.tool_calls]
-        first = next((p for p in parts if not p.get("thought")), None)
-        if first is not None and (t.reasoning or t.tool_calls):
-            first["thoughtSignature"] = t.reasoning_signature
+        self._sign(parts, t)
         return parts
+
+    @staticmethod
+    def _sign(parts: list[dict[str, Any]], t: Turn) -> None:
+        """Gemini 3 signs the first function call of an answer; without calls, the first part
+        after the thoughts when there were thoughts."""
+        calls = [p for p in parts if "functionCall" in p]
+        texts = [p for p in parts if "text" in p and not p.get("thought")]
+        first = calls[0] if calls else (texts[0] if texts and t.reasoning else None)
+        if first is not None:
+            first["thoughtSignature"] = t.reasoning_signature
 
     def _call(self, c: Any) -> dict[str, Any]:
         call: dict[str, Any] = {"name": c.name, "args": msgspec.json.decode(c.arguments)}
@@ -310,9 +318,7 @@ class FakeGemini(FakeServer):
             pieces.append([self._call(c) for c in t.tool_calls])
         if not pieces or pieces[-1][0].get("thought"):
             pieces.append([{"text": ""}])
-        first = next((p for p in pieces if not p[0].get("thought")), None)
-        if first is not None and (t.reasoning or t.tool_calls):
-            first[0]["thoughtSignature"] = t.reasoning_signature
+        self._sign([p for parts in pieces for p in parts], t)
         events = []
         for i, parts in enumerate(pieces):
             cand: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
