@@ -64,8 +64,9 @@ __all__ = [
     "to_native",
 ]
 
-# reasoning_effort -> Gemini 2.5 thinkingBudget; the figures Google's own OpenAI-compatible
-# endpoint documents (0 turns thinking off on the models that allow it).
+# reasoning_effort -> Gemini 2.5 thinkingBudget: low, medium and high as Google's own
+# OpenAI-compatible endpoint maps them; minimal gets low's budget, xhigh 2.5 Pro's maximum; 0
+# turns thinking off (on the models that allow it; 2.5 Pro answers 400).
 _BUDGETS = {
     "none": 0,
     "minimal": 1024,
@@ -74,7 +75,8 @@ _BUDGETS = {
     "high": 24576,
     "xhigh": 32768,
 }
-# Gemini 3 takes a level instead; it cannot turn thinking off, MINIMAL is the closest.
+# Gemini 3 takes a level instead. It cannot turn thinking off; MINIMAL is the closest (Flash
+# has it; a model without a level answers 400 naming it, which says what to change).
 _LEVELS = {
     "none": "MINIMAL",
     "minimal": "MINIMAL",
@@ -306,7 +308,8 @@ def _signature(extra: msgspec.Raw | UnsetType) -> str | UnsetType:
 def _model_parts(m: AssistantMessage, param: str, *, gemini_3: bool) -> list[Part]:
     parts: list[Part] = []
     text = "" if m.content is None or m.content is UNSET else _text_of(m.content, param)
-    # A text answer's signature travels back as the signature of a thinking block.
+    # A text answer's signature travels back as the signature of a thinking block; the thought
+    # text itself is not sent back (Gemini takes only the signature).
     signature: str | UnsetType = UNSET
     for block in m.thinking_blocks or ():
         if isinstance(block.signature, str):
@@ -352,6 +355,7 @@ class _Turns:
 
     def add(self, m: Message, param: str) -> None:
         if isinstance(m, SystemMessage | DeveloperMessage):
+            # Gemini has one system instruction: every system message joins it, in order.
             self.system.append(Part(text=_text_of(m.content, param)))
         elif isinstance(m, UserMessage):
             self._turn(Content(role="user", parts=_user_parts(m, self._media, param)))

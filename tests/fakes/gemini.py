@@ -138,15 +138,18 @@ class FakeGemini(FakeServer):
         if not key:
             return self._error(403, "PERMISSION_DENIED", _NO_CALLER)
         if key != self.api_key:
-            info = {
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "API_KEY_INVALID",
-                "domain": "googleapis.com",
-                "metadata": {"service": "generativelanguage.googleapis.com"},
-            }
-            message = "API key not valid. Please pass a valid API key."
-            return self._error(400, "INVALID_ARGUMENT", message, [info])
+            return self._invalid_key()
         return None
+
+    def _invalid_key(self) -> web.Response:
+        info = {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "API_KEY_INVALID",
+            "domain": "googleapis.com",
+            "metadata": {"service": "generativelanguage.googleapis.com"},
+        }
+        message = "API key not valid. Please pass a valid API key."
+        return self._error(400, "INVALID_ARGUMENT", message, [info])
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -202,9 +205,7 @@ class FakeGemini(FakeServer):
             )
             return self._error(500, "INTERNAL", message)
         if turn.error == "auth":
-            return self._error(
-                401, "UNAUTHENTICATED", "Request had invalid authentication credentials."
-            )
+            return self._invalid_key()
         param = turn.error_param or "contents"
         message = f"* GenerateContentRequest.{param}: {turn.error_message}\n"
         return self._error(400, "INVALID_ARGUMENT", message)

@@ -342,3 +342,35 @@ def test_non_json_error() -> None:
     )
     assert (err.status, err.retryable, err.headers) == (502, True, {"retry-after": "5"})
     assert err.message == "gemini: HTTP 502: <html>Bad Gateway</html>"
+
+
+def test_stream_with_two_candidates() -> None:
+    """With n=2 each candidate streams as its own choice index, each with its role first and
+    its own finish; the stream ends only when both finished."""
+    events = [
+        {"candidates": [{"content": {"parts": [{"text": "A"}]}, "index": 0}]},
+        {"candidates": [{"content": {"parts": [{"text": "B"}]}, "index": 1}]},
+        {
+            "candidates": [
+                {"content": {"parts": [{"text": "a"}]}, "finishReason": "STOP", "index": 0},
+                {"content": {"parts": [{"text": "b"}]}, "finishReason": "MAX_TOKENS", "index": 1},
+            ]
+        },
+    ]
+    raw = b"".join(b"data: " + google_json(e) + b"\r\n\r\n" for e in events)
+    chunks = _stream(raw, 4096)
+    got = [
+        (c.index, c.delta.role or None, c.delta.content or None, c.finish_reason)
+        for chunk in chunks
+        for c in chunk.choices
+    ]
+    assert got == [
+        (0, "assistant", "A", None),
+        (1, "assistant", "B", None),
+        (0, None, "a", None),
+        (0, None, None, "stop"),
+        (1, None, "b", None),
+        (1, None, None, "length"),
+    ]
+    with pytest.raises(UpstreamConnectionError):
+        _stream(b"".join(b"data: " + google_json(e) + b"\r\n\r\n" for e in events[:2]), 4096)
