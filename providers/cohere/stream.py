@@ -58,8 +58,16 @@ class CohereStream:
 
     __slots__ = ("_calls", "_chunks", "_ended", "_provider", "_scrub", "usage")
 
-    def __init__(self, model: str, request_id: str, *, provider: str, scrub: Redactor) -> None:
-        self._chunks = ChunkMaker(request_id, model)
+    def __init__(
+        self,
+        model: str,
+        request_id: str,
+        *,
+        provider: str,
+        scrub: Redactor,
+        created: int | None = None,
+    ) -> None:
+        self._chunks = ChunkMaker(request_id, model, created)
         self._calls: dict[int, int] = {}
         self._ended = False
         self._provider = provider
@@ -72,10 +80,10 @@ class CohereStream:
             return []
         try:
             ev = _decode(data)
+        except msgspec.ValidationError:  # a DecodeError too: caught first
+            return self._unknown(data)
         except msgspec.DecodeError:
             raise self._bad() from None
-        except msgspec.ValidationError:
-            return self._unknown(data)
         return self._translate(ev)
 
     def _unknown(self, data: bytes) -> list[ChatCompletionChunk]:
