@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -89,7 +89,8 @@ class _Invalid(Exception):
 
 class FakeCohere(FakeServer):
     """Scripted with neutral turns (``script``); ``models`` is what ``/v1/models`` pages through
-    (``max_page_size`` per page at most); ``retry_after``, when set, goes with every 429."""
+    (``max_page_size`` per page at most); ``retry_after``, when set, goes with every 429;
+    ``citations`` (Cohere citation objects) go with every text answer."""
 
     def __init__(self, api_key: str = "co-fake-key") -> None:
         super().__init__()
@@ -97,6 +98,7 @@ class FakeCohere(FakeServer):
         self.models = [dict(m) for m in DEFAULT_MODELS]
         self.max_page_size = 1000
         self.retry_after: str | None = None
+        self.citations: list[dict[str, Any]] = []
 
     @property
     def base_url(self) -> str:
@@ -150,8 +152,9 @@ class FakeCohere(FakeServer):
         reply_id = str(uuid.uuid4())
         headers = self._headers({"num_tokens": str(turn.prompt_tokens + turn.completion_tokens)})
         if ex.rec.json["stream"]:
-            return await self.stream(ex, _events(turn, reply_id), headers=headers)
-        return self.json(_response(turn, reply_id), headers=headers)
+            events = _events(turn, reply_id, self.citations)
+            return await self.stream(ex, events, headers=headers)
+        return self.json(_response(turn, reply_id, self.citations), headers=headers)
 
     async def _embed(self, ex: Exchange) -> web.StreamResponse:
         if ex.turn.error:
@@ -276,7 +279,7 @@ def _calls(turn: Turn) -> list[dict[str, Any]]:
     ]
 
 
-def _response(turn: Turn, reply_id: str) -> dict[str, Any]:
+def _response(turn: Turn, reply_id: str, citations: list[dict[str, Any]]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant"}
     content: list[dict[str, str]] = []
     if turn.reasoning:
@@ -288,6 +291,8 @@ def _response(turn: Turn, reply_id: str) -> dict[str, Any]:
         message["tool_calls"] = _calls(turn)
     elif turn.text:
         content.append({"type": "text", "text": turn.text})
+        if citations:
+            message["citations"] = citations
     if content:
         message["content"] = content
     return {
@@ -298,18 +303,25 @@ def _response(turn: Turn, reply_id: str) -> dict[str, Any]:
     }
 
 
-def _block(index: int, kind: str, pieces: list[str]) -> list[bytes]:
-    """A content block (``text`` or ``thinking``): start, one delta per piece, end."""
+def _block(
+    index: int, kind: str, pieces: list[str], citations: Sequence[dict[str, Any]] = ()
+) -> list[bytes]:
+    """A content block (``text`` or ``thinking``): start, one delta per piece, each citation
+    as a citation-start/citation-end pair, end."""
     start = {"message": {"content": {"type": kind, kind: ""}}}
     out = [event_bytes({"type": "content-start", "index": index, "delta": start})]
     for piece in pieces:
         delta = {"message": {"content": {kind: piece}}}
         out.append(event_bytes({"type": "content-delta", "index": index, "delta": delta}))
+    for n, citation in enumerate(citations):
+        cited = {"message": {"citations": citation}}
+        out.append(event_bytes({"type": "citation-start", "index": n, "delta": cited}))
+        out.append(event_bytes({"type": "citation-end", "index": n}))
     out.append(event_bytes({"type": "content-end", "index": index}))
     return out
 
 
-def _events(turn: Turn, reply_id: str) -> list[bytes]:
+def _events(turn: Turn, reply_id: str, citations: list[dict[str, Any]]) -> list[bytes]:
     empty = {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}
     out = [event_bytes({"id": reply_id, "type": "message-start", "delta": {"message": empty}})]
     index = 0
@@ -331,7 +343,7 @@ def _events(turn: Turn, reply_id: str) -> list[bytes]:
             out.append(event_bytes({"type": "tool-call-end", "index": index}))
             index += 1
     elif turn.text:
-        out += _block(index, "text", split(turn.text, turn.pieces))
+        out += _block(index, "text", split(turn.text, turn.pieces), citations)
     end: dict[str, Any] = {"finish_reason": _FINISH[turn.finish_reason], "usage": _usage(turn)}
     if end["finish_reason"] == "ERROR":
         end["error"] = "the response was blocked"
