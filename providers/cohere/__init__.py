@@ -110,8 +110,8 @@ class CohereProvider(TranslatingProvider):
     async def send(self, call: Call) -> Reply:
         """As the base class; an embedding request's extra ``input_type`` field is kept."""
         inbound = call.inbound
-        raw = inbound.raw
-        if inbound.op.name == "embedding" and raw is not None and "input_type" in raw:
+        raw = inbound.raw or {}
+        if inbound.op.name == "embedding" and bytes(raw.get("input_type", b"null")) != b"null":
             typed = _Embedding(
                 **msgspec.structs.asdict(inbound.typed), input_type=_checked_input_type(raw)
             )
@@ -123,13 +123,9 @@ class CohereProvider(TranslatingProvider):
     async def prepare_embedding(
         self, req: EmbeddingRequest, model: str, key: int | None
     ) -> Prepared:
-        input_type = req.input_type if isinstance(req, _Embedding) else UNSET
-        body = translate.embed_request(
-            req,
-            model,
-            input_type if isinstance(input_type, str) else "search_document",
-            self.name,
-        )
+        named = req.input_type if isinstance(req, _Embedding) else UNSET
+        input_type = named if isinstance(named, str) else "search_document"
+        body = translate.embed_request(req, model, input_type, self.name)
         return Prepared(
             url=f"{self._base}/v2/embed",
             headers=self._auth(key, {"Content-Type": "application/json"}),
