@@ -145,15 +145,25 @@ def test_tool_without_parameters_gets_an_empty_schema() -> None:
         ({"frequency_penalty": 1.5}, "frequency_penalty"),
         ({"seed": -1}, "seed"),
         ({"tools": [{"type": "custom", "custom": {"name": "x"}}]}, "tools[0]"),
-        ({"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "zz"}}}, None),
     ],
 )
-def test_what_cohere_cannot_honour_is_a_400(fields: dict[str, Any], param: str | None) -> None:
+def test_what_cohere_cannot_honour_is_a_400(fields: dict[str, Any], param: str) -> None:
     """A parameter Cohere cannot honour, and that would change the answer, is refused naming it."""
     with pytest.raises(InvalidRequestError) as info:
         translate.chat_request(_chat(**fields), "m", stream=False, provider="cohere")
-    assert info.value.param == (param or "tool_choice")
-    assert "cohere" in info.value.message or param is None
+    assert (info.value.param, info.value.code) == (param, "unsupported_parameter")
+    assert "Provider `cohere`" in info.value.message
+
+
+def test_named_tool_must_be_declared() -> None:
+    """A tool_choice naming an undeclared function is the caller's mistake, named as such."""
+    choice = {"type": "function", "function": {"name": "zz"}}
+    with pytest.raises(InvalidRequestError) as info:
+        translate.chat_request(
+            _chat(tools=[TOOL], tool_choice=choice), "m", stream=False, provider="cohere"
+        )
+    assert info.value.param == "tool_choice"
+    assert "`zz`" in info.value.message
 
 
 def test_inputs_cohere_cannot_take_are_refused() -> None:
