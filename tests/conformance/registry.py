@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conformance import case_gemini, case_openai
+from tests.conformance import case_cohere, case_gemini, case_openai
 from tests.conformance.cases import ProviderCase
 
 __all__ = ["CASES"]
@@ -10,4 +10,5 @@ __all__ = ["CASES"]
 CASES: list[ProviderCase] = [
     case_openai.CASE,
     case_gemini.CASE,
+    case_cohere.CASE,
 ]
