@@ -542,14 +542,25 @@ class TranslatingProvider(ABC):
         encode = _encode_text_chunks if text else _encode_chunks
 
         async def events(stream: EventStream) -> AsyncGenerator[list[bytes], None]:
+            started = False
             try:
                 async for natives in self.read_stream(resp):
                     chunks: list[ChatCompletionChunk] = []
-                    for native in natives:
-                        chunks.extend(translator.feed(native))
+                    try:
+                        for native in natives:
+                            chunks.extend(translator.feed(native))
+                    except GatewayError:
+                        # Once the client has events, those that came before the error in the
+                        # same read go out first; before that, nothing is sent, so the request
+                        # can still fall back whole.
+                        partial = encode(chunks) if started and chunks else None
+                        if partial:
+                            yield partial
+                        raise
                     if chunks:
                         batch = encode(chunks)
                         if batch:
+                            started = True
                             yield batch
                 tail = translator.finish()
                 usage_chunk = translator.usage_chunk() if wants_usage else None

@@ -105,7 +105,7 @@ class ToolCall(msgspec.Struct, tag_field="type", tag="function"):
     extra_content: msgspec.Raw | UnsetType = UNSET
 
 
-class ThinkingBlock(msgspec.Struct, omit_defaults=True):
+class ThinkingBlock(msgspec.Struct):
     """A reasoning block as the provider returned it, to be sent back unchanged on the next turn
     (Anthropic refuses a tool-use turn whose thinking lost its ``signature``).
 

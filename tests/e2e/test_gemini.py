@@ -292,13 +292,15 @@ async def test_text_signature_round_trip(gw: Gateway, fake: FakeGemini, stream: 
         async for chunk in chunks:
             for choice in chunk.choices:
                 blocks += (choice.delta.model_extra or {}).get("thinking_blocks") or []
-        assert blocks == [{"signature": "c2lnLXQ="}]
+        assert blocks == [{"type": "thinking", "signature": "c2lnLXQ="}]
     else:
         resp = await sdk.chat.completions.create(
             model="gemini/gemini-2.5-pro", messages=USER, reasoning_effort="low"
         )
         blocks = (resp.choices[0].message.model_extra or {})["thinking_blocks"]
-        assert blocks == [{"thinking": "Six times seven.", "signature": "c2lnLXQ="}]
+        assert blocks == [
+            {"type": "thinking", "thinking": "Six times seven.", "signature": "c2lnLXQ="}
+        ]
     assistant = {"role": "assistant", "content": "42", "thinking_blocks": blocks}
     await sdk.chat.completions.create(
         model="gemini/gemini-2.5-pro",
