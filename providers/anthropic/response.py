@@ -128,4 +128,4 @@ def from_native(message: wire.Message, model: str) -> ChatCompletion:
 
 
 def _arguments(block: wire.ResponseBlock) -> str:
-    return bytes(block.input).decode() if block.input is not None else "{}"
+    return bytes(block.input).decode() or "{}"

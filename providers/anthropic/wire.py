@@ -203,7 +203,8 @@ class ResponseBlock(msgspec.Struct):
     text: str = ""
     id: str = ""
     name: str = ""
-    input: msgspec.Raw | None = None
+    # Raw cannot be in a union with None: an absent input reads as empty.
+    input: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b""))
     thinking: str = ""
     signature: str = ""
     data: str = ""
