@@ -1,7 +1,8 @@
 """Anthropic's Messages API (``POST /v1/messages``) behind the unified chat schema.
 
 Requests carry ``x-api-key``, ``anthropic-version`` (``2023-06-01`` unless the provider's
-``api_version`` says otherwise) and ``anthropic-beta``: the betas of the provider's ``headers``
+``api_version`` says otherwise: under ``2026-10-21`` ``temperature`` and ``top_p`` are refused,
+as that version removed them) and ``anthropic-beta``: the betas of the provider's ``headers``
 and those of the client's own ``anthropic-beta`` header, merged. Chat (streamed or not) and the
 model list (``GET /v1/models``, every page) are served; Anthropic has no embeddings or audio.
 
@@ -74,7 +75,7 @@ class AnthropicProvider(TranslatingProvider):
         self._betas = merge_betas(*(v for k, v in settings.headers.items() if k.lower() == _BETA))
         if self._betas:
             static[_BETA] = self._betas
-        version = settings.api_version or DEFAULT_API_VERSION
+        self._api_version = version = settings.api_version or DEFAULT_API_VERSION
         self._get_headers = [
             {**static, "x-api-key": key, "anthropic-version": version, "accept": "application/json"}
             for key in keys.values
@@ -84,7 +85,9 @@ class AnthropicProvider(TranslatingProvider):
     async def prepare_chat(
         self, req: ChatRequest, model: str, *, stream: bool, key: int | None
     ) -> Prepared:
-        native = to_native(req, model, stream=stream, provider=self.name)
+        native = to_native(
+            req, model, stream=stream, provider=self.name, api_version=self._api_version
+        )
         return Prepared(
             url=f"{self._base}/v1/messages",
             headers=self._post_headers[key or 0],

@@ -67,6 +67,8 @@ from proxy.schemas.chat import (
 
 __all__ = ["JSON_TOOL", "to_native"]
 
+# From this API version on, a request with temperature, top_p or top_k is refused (400).
+SAMPLING_REMOVED = "2026-10-21"
 # The tool that carries a JSON answer; a client tool may not use the name.
 JSON_TOOL = "json_response"
 _ANY_OBJECT = msgspec.Raw(b'{"type":"object"}')
@@ -78,9 +80,12 @@ Thinking = EnabledThinking | AdaptiveThinking
 ToolChoice = ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone
 
 
-def to_native(req: ChatRequest, model: str, *, stream: bool, provider: str) -> MessagesRequest:
-    """``req`` for ``POST /v1/messages``; a 400 for what Anthropic cannot honour."""
-    refuse_unsupported(req, provider)
+def to_native(
+    req: ChatRequest, model: str, *, stream: bool, provider: str, api_version: str
+) -> MessagesRequest:
+    """``req`` for ``POST /v1/messages`` under ``api_version``; a 400 for what Anthropic
+    cannot honour."""
+    refuse_unsupported(req, provider, api_version)
     version = models.claude_version(model)
     system, turns = convert_messages(req.messages)
     out = MessagesRequest(model=model, max_tokens=0, messages=turns)
@@ -120,8 +125,14 @@ def _refuse(provider: str, param: str, why: str) -> InvalidRequestError:
     )
 
 
-def refuse_unsupported(req: ChatRequest, provider: str) -> None:
+def refuse_unsupported(req: ChatRequest, provider: str, api_version: str) -> None:
     """Parameters that would change the answer and that Anthropic has no equivalent for."""
+    if api_version >= SAMPLING_REMOVED:
+        for name in ("temperature", "top_p"):
+            if getattr(req, name) not in (UNSET, None):
+                raise _refuse(
+                    provider, name, f"API version {api_version} has no sampling settings."
+                )
     if req.n not in (UNSET, None, 1):
         raise _refuse(provider, "n", "it returns one choice per request.")
     if req.logprobs:

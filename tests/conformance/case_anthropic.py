@@ -54,7 +54,7 @@ async def _start() -> FakeAnthropic:
 CASE = ProviderCase(
     id="anthropic",
     type="anthropic",
-    model="claude-sonnet-4-5-20250929",
+    model="claude-sonnet-4-6",
     start=_start,
     config=lambda fake: {"base_url": fake.base_url, "keys": [{"value": KEY}]},
     received=anthropic_received,

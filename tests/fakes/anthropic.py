@@ -7,11 +7,12 @@ the message object, or (``stream: true``) the named SSE events in the API's orde
 ``{"type": "error", "error": {...}, "request_id"}`` with Anthropic's statuses (529 for overload).
 ``GET /v1/models`` pages with ``has_more``/``last_id``/``after_id``.
 
-The fake checks what the real API would refuse, with its kind of message: the ``x-api-key`` and
-``anthropic-version`` headers, roles, empty text blocks, ``tool_use`` blocks left without a
-``tool_result`` in the next turn, a thinking budget not below ``max_tokens``, a forced tool with
-thinking, and, with thinking on, a tool-use turn sent back without its thinking block and the
-signature the fake issued.
+The fake checks what the real API would refuse, with its kind of message: the key (in
+``x-api-key``, or as a bearer token as the SDKs send it since API version ``2026-10-21``), the
+``anthropic-version`` header, sampling parameters under ``2026-10-21``, roles, empty text
+blocks, ``tool_use`` blocks left without a ``tool_result`` in the next turn, a thinking budget
+not below ``max_tokens``, a forced tool with thinking, and, with thinking on, a tool-use turn
+sent back without its thinking block and the signature the fake issued.
 
 :class:`AnthropicTurn` adds what only Anthropic has: an ``error`` event mid-stream, a
 ``redacted_thinking`` block, any native error status and type.
@@ -116,7 +117,9 @@ class FakeAnthropic(FakeServer):
         return [("POST", "/v1/messages", self._messages), ("GET", "/v1/models", self._models)]
 
     async def check_auth(self, ex: Exchange) -> web.StreamResponse | None:
-        key = ex.request.headers.get("x-api-key")
+        headers = ex.request.headers
+        # ``x-api-key``, or (what the SDKs send since API version 2026-10-21) a bearer token.
+        key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
         if not key:
             return self._error(401, "authentication_error", "x-api-key header is required")
         if key != self.api_key:
@@ -176,7 +179,7 @@ class FakeAnthropic(FakeServer):
             return scripted
         body = ex.rec.json
         try:
-            _check_request(body, self.signatures)
+            _check_request(body, self.signatures, ex.request.headers["anthropic-version"])
         except _Refused as refused:
             return self._error(refused.status, refused.type, refused.message)
         turn = ex.turn
@@ -342,12 +345,16 @@ def _sse(event: dict[str, Any]) -> bytes:
 # --- what the real API refuses --------------------------------------------------------------
 
 
-def _check_request(body: Any, signatures: set[str]) -> None:
+def _check_request(body: Any, signatures: set[str], version: str) -> None:
     if not isinstance(body, dict):
         raise _Refused(400, "invalid_request_error", "There was an issue with your request.")
     for name in ("model", "max_tokens", "messages"):
         if name not in body:
             raise _Refused(400, "invalid_request_error", f"{name}: Field required")
+    for name in ("temperature", "top_p", "top_k"):
+        if name in body and version >= "2026-10-21":
+            message = f"{name}: Extra inputs are not permitted in API version {version}"
+            raise _Refused(400, "invalid_request_error", message)
     temperature = body.get("temperature")
     if temperature is not None and not 0 <= temperature <= 1:
         message = "temperature: Input should be less than or equal to 1"
