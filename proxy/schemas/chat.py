@@ -105,12 +105,13 @@ class ToolCall(msgspec.Struct, tag_field="type", tag="function"):
     extra_content: msgspec.Raw | UnsetType = UNSET
 
 
-class ThinkingBlock(msgspec.Struct, omit_defaults=True):
+class ThinkingBlock(msgspec.Struct):
     """A reasoning block as the provider returned it, to be sent back unchanged on the next turn
     (Anthropic refuses a tool-use turn whose thinking lost its ``signature``).
 
     ``type`` is ``thinking`` (``thinking`` text and ``signature``) or ``redacted_thinking``
-    (encrypted ``data``).
+    (encrypted ``data``); it is always written out (no ``omit_defaults``), the absent fields
+    are not.
     """
 
     type: Literal["thinking", "redacted_thinking"] = "thinking"
