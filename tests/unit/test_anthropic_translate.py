@@ -128,6 +128,26 @@ def test_stream_error_event_is_mapped() -> None:
     assert info.value.message == "anthropic: Overloaded"
 
 
+def test_stream_usage_input_from_start_output_from_delta() -> None:
+    """Input usage from message_start and output usage from a message_delta that carries only
+    output tokens make one usage, cache reads and writes counted in the prompt once."""
+    translator = stream()
+    usage = {"input_tokens": 5, "cache_read_input_tokens": 10, "cache_creation_input_tokens": 2}
+    start = {"id": "msg_1", "usage": {**usage, "output_tokens": 1}}
+    translator.feed(event({"type": "message_start", "message": start}))
+    end = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn"},
+        "usage": {"output_tokens": 9},
+    }
+    translator.feed(event(end))
+    got = translator.usage
+    assert got is not None
+    assert (got.prompt_tokens, got.completion_tokens, got.total_tokens) == (17, 9, 26)
+    assert got.prompt_tokens_details is not None
+    assert got.prompt_tokens_details.cached_tokens == 10
+
+
 def test_stream_without_message_stop_is_cut() -> None:
     """A stream that ends before message_stop is an error, not a short answer."""
     translator = stream()
