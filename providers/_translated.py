@@ -362,6 +362,11 @@ class TranslatingProvider(ABC):
         """The configured ``models`` (subclasses with a model list endpoint add theirs)."""
         return [ModelInfo(id=m, owned_by=self.name) for m in self.settings.models]
 
+    def client_headers(self, sent: Mapping[str, str]) -> Mapping[str, str]:
+        """Headers of the client's request this provider passes on (Anthropic's
+        ``anthropic-beta``), added to the prepared chat request; none by default."""
+        return {}
+
     async def read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[Any]]:
         """The native events of a stream answer, grouped by network read (SSE by default)."""
         parser = SSEParser()
@@ -485,6 +490,9 @@ class TranslatingProvider(ABC):
             raise UnsupportedCapabilityError(self.name, op.replace("_", " "))
         text = op == "text_completion"
         prepared = await self.prepare_chat(req, model, stream=inbound.stream, key=key)
+        passed = self.client_headers(call.client_headers)
+        if passed:
+            prepared.headers = {**prepared.headers, **passed}
         if inbound.stream:
             return await self._stream(call, prepared, model, text=text)
         data, headers = await self.fetch(prepared)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from providers import cohere, compat, gemini, openai
+from providers import anthropic, cohere, compat, gemini, openai
 from providers._types import BuildContext, ProviderType
 from providers._upstream import Upstream
 from providers.base import Provider
@@ -31,6 +31,7 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
     **compat.TYPES,
     **gemini.TYPES,
     **cohere.TYPES,
+    **anthropic.TYPES,
 }
 
 

@@ -110,7 +110,8 @@ class ThinkingBlock(msgspec.Struct):
     (Anthropic refuses a tool-use turn whose thinking lost its ``signature``).
 
     ``type`` is ``thinking`` (``thinking`` text and ``signature``) or ``redacted_thinking``
-    (encrypted ``data``).
+    (encrypted ``data``); it is always written out (no ``omit_defaults``), the absent fields
+    are not.
     """
 
     type: Literal["thinking", "redacted_thinking"] = "thinking"

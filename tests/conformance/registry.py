@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conformance import case_cohere, case_gemini, case_openai
+from tests.conformance import case_anthropic, case_cohere, case_gemini, case_openai
 from tests.conformance.cases import ProviderCase
 
 __all__ = ["CASES"]
@@ -11,4 +11,5 @@ CASES: list[ProviderCase] = [
     case_openai.CASE,
     case_gemini.CASE,
     case_cohere.CASE,
+    case_anthropic.CASE,
 ]

@@ -1,0 +1,149 @@
+"""Anthropic's Messages API (``POST /v1/messages``) behind the unified chat schema.
+
+Requests carry ``x-api-key``, ``anthropic-version`` (``2023-06-01`` unless the provider's
+``api_version`` says otherwise: under ``2026-10-21`` ``temperature`` and ``top_p`` are refused,
+as that version removed them) and ``anthropic-beta``: the betas of the provider's ``headers``
+and those of the client's own ``anthropic-beta`` header, merged. Chat (streamed or not) and the
+model list (``GET /v1/models``, every page) are served; Anthropic has no embeddings or audio.
+
+The translation lives in :mod:`.translate` (request), :mod:`.response` (answer),
+:mod:`.stream` (events) and :mod:`.errors`; :mod:`.models` holds what differs by model version
+(the default ``max_tokens``, how thinking is asked for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import quote
+
+import msgspec
+
+from providers._keys import KeyRing
+from providers._translated import Prepared, StreamTranslator, TranslatingProvider
+from providers._types import BuildContext, KeyedType, ProviderType
+from providers._upstream import Upstream
+from providers.anthropic.errors import map_error
+from providers.anthropic.response import from_native
+from providers.anthropic.stream import AnthropicStream
+from providers.anthropic.translate import to_native
+from providers.anthropic.wire import Message, ModelPage
+from providers.base import ModelInfo
+from proxy.config import ProviderConfig
+from proxy.errors import UpstreamError
+from proxy.schemas.chat import ChatCompletion, ChatRequest
+
+__all__ = ["BASE_URL", "DEFAULT_API_VERSION", "TYPES", "AnthropicProvider"]
+
+BASE_URL = "https://api.anthropic.com"
+DEFAULT_API_VERSION = "2023-06-01"
+_BETA = "anthropic-beta"
+# ``limit`` is at most 1,000 per page; a bound on pages keeps a looping upstream finite.
+_MODELS_PAGE = 1000
+_MAX_MODEL_PAGES = 20
+
+_encode = msgspec.json.Encoder().encode
+_message = msgspec.json.Decoder(Message).decode
+_model_page = msgspec.json.Decoder(ModelPage).decode
+
+
+def merge_betas(*values: str | None) -> str:
+    """``anthropic-beta`` values (each comma-separated) as one, in order, without repeats."""
+    seen: dict[str, None] = {}
+    for value in values:
+        for beta in (value or "").split(","):
+            if beta.strip():
+                seen.setdefault(beta.strip(), None)
+    return ",".join(seen)
+
+
+class AnthropicProvider(TranslatingProvider):
+    def __init__(
+        self,
+        name: str,
+        settings: ProviderConfig,
+        upstream: Upstream,
+        keys: KeyRing,
+        *,
+        proxy: str | None = None,
+    ) -> None:
+        super().__init__(
+            name, settings, upstream, keys, operations=frozenset({"chat_completion"}), proxy=proxy
+        )
+        self._base = (settings.base_url or BASE_URL).rstrip("/")
+        static = {k: v for k, v in settings.headers.items() if k.lower() != _BETA}
+        # Configured betas are merged with the client's, so they are kept apart.
+        self._betas = merge_betas(*(v for k, v in settings.headers.items() if k.lower() == _BETA))
+        if self._betas:
+            static[_BETA] = self._betas
+        self._api_version = version = settings.api_version or DEFAULT_API_VERSION
+        self._get_headers = [
+            {**static, "x-api-key": key, "anthropic-version": version, "accept": "application/json"}
+            for key in keys.values
+        ]
+        self._post_headers = [{**h, "content-type": "application/json"} for h in self._get_headers]
+
+    async def prepare_chat(
+        self, req: ChatRequest, model: str, *, stream: bool, key: int | None
+    ) -> Prepared:
+        native = to_native(
+            req, model, stream=stream, provider=self.name, api_version=self._api_version
+        )
+        return Prepared(
+            url=f"{self._base}/v1/messages",
+            headers=self._post_headers[key or 0],
+            body=_encode(native),
+        )
+
+    def client_headers(self, sent: Mapping[str, str]) -> Mapping[str, str]:
+        client = sent.get(_BETA)
+        if not client:
+            return {}
+        return {_BETA: merge_betas(self._betas, client)}
+
+    def chat_response(self, body: bytes, model: str) -> ChatCompletion:
+        return from_native(_message(body), model)
+
+    def stream_translator(self, model: str, request_id: str) -> StreamTranslator:
+        return AnthropicStream(
+            provider=self.name, model=model, request_id=request_id, scrub=self.scrub
+        )
+
+    def map_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+        return map_error(status, body, headers, provider=self.name, scrub=self.scrub)
+
+    async def list_models(self) -> list[ModelInfo]:
+        """The configured models, then every page of Anthropic's list."""
+        listed = await super().list_models()
+        seen = {m.id for m in listed}
+        headers = self._get_headers[self.keys.any_key() or 0]
+        after = ""
+        for _ in range(_MAX_MODEL_PAGES):
+            url = f"{self._base}/v1/models?limit={_MODELS_PAGE}"
+            if after:
+                url += f"&after_id={quote(after, safe='')}"
+            body, _ = await self.fetch(Prepared(url=url, headers=headers, body=b"", method="GET"))
+            try:
+                page = _model_page(body)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise self.bad_response("model list") from exc
+            for entry in page.data:
+                if entry.id not in seen:
+                    seen.add(entry.id)
+                    created = int(entry.created_at.timestamp()) if entry.created_at else 0
+                    listed.append(ModelInfo(id=entry.id, created=created, owned_by=self.name))
+            if not page.has_more or not page.last_id:
+                break
+            after = page.last_id
+        return listed
+
+
+def _build(
+    name: str, settings: ProviderConfig, ctx: BuildContext, keys: KeyRing
+) -> AnthropicProvider:
+    base = settings.base_url or BASE_URL
+    return AnthropicProvider(name, settings, ctx.upstream, keys, proxy=ctx.proxy_for(base))
+
+
+TYPES: dict[str, ProviderType] = {
+    "anthropic": KeyedType(_build, base_url=BASE_URL, key_env="ANTHROPIC_API_KEY"),
+}
