@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from tests.conformance import case_openai
+from tests.conformance import case_azure, case_openai
 from tests.conformance.cases import ProviderCase
 
 __all__ = ["CASES"]
 
 CASES: list[ProviderCase] = [
     case_openai.CASE,
+    case_azure.CASE,
+    case_azure.ENTRA_CASE,
 ]
