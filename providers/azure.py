@@ -46,7 +46,7 @@ from providers._types import BuildContext, ProviderType, check_credentials, reso
 from providers._upstream import Upstream
 from providers.base import EventStream, ModelInfo, Provider
 from proxy.config import ConfigError, KeyConfig, ProviderConfig
-from proxy.errors import UpstreamError
+from proxy.errors import GatewayError, UpstreamError
 from proxy.redact import Redactor
 
 __all__ = ["DEFAULT_API_VERSION", "TYPES", "AzureOpenAIProvider", "EntraToken", "endpoint_of"]
@@ -131,7 +131,7 @@ def _spec(endpoint: Endpoint) -> CompatSpec:
         rejected.append(
             ParamRule(
                 "parallel_tool_calls",
-                "api_version 2024-09-01-preview or later is needed to turn parallel calls off.",
+                "turning parallel calls off needs api_version 2024-09-01-preview or later, or v1.",
                 frozenset({b"null", b"true"}),
             )
         )
@@ -147,7 +147,7 @@ def _spec(endpoint: Endpoint) -> CompatSpec:
 
 
 def _since(param: str, version: str) -> ParamRule:
-    return ParamRule(param, f"it needs api_version {version} or later.")
+    return ParamRule(param, f"it needs api_version {version} or later, or v1.")
 
 
 # --- Entra ID tokens ----------------------------------------------------------------------------
@@ -231,7 +231,7 @@ class EntraToken:
                 return token  # renewed while this request waited
             try:
                 fresh, lifetime = await self._fetch()
-            except UpstreamError:
+            except GatewayError:
                 if token is not None and now < self._expires_at:
                     self._refresh_at = now + _RETRY_AFTER_FAILURE_S
                     return token

@@ -13,7 +13,8 @@ Entra ID token endpoint.
 Bodies are JSON with sorted keys, as Azure's are. Streams open with the prompt-annotation chunk
 (``"choices": []``, ``prompt_filter_results``); each choice carries ``content_filter_results``;
 ``async_filter`` switches to the Asynchronous Filter's shape (annotation-only chunks without
-``delta``). A dated ``api-version`` refuses arguments newer than itself, as Azure does.
+``delta``), and ``replay`` sends a recorded answer verbatim. A dated ``api-version`` refuses
+arguments newer than itself, as Azure does.
 """
 
 from __future__ import annotations
@@ -164,6 +165,11 @@ class FakeAzure(FakeOpenAI):
         self.token_requests: list[dict[str, str]] = []
         self.tokens: dict[str, float] = {}  # issued token -> expiry (monotonic)
         self.async_filter = False
+        # A recorded answer to send verbatim (a stream: one write per event) instead of one
+        # rendered from the script.
+        self.replay: bytes | None = None
+        # Set: the token endpoint is down and answers Entra ID's 503.
+        self.token_outage = False
 
     def script(self, *turns: Turn) -> None:
         """Queue provider-neutral turns (the conformance suite's interface)."""
@@ -240,6 +246,9 @@ class FakeAzure(FakeOpenAI):
         """Microsoft identity platform's v2.0 token endpoint, client-credentials grant only."""
         form = {k: v[0] for k, v in parse_qs((await request.read()).decode()).items()}
         self.token_requests.append(form)
+        if self.token_outage:
+            message = "The service is temporarily unavailable. Please try again later."
+            return _aad_error(503, "temporarily_unavailable", 50196, message)
         tenant = request.path.split("/")[1]
         if tenant != TENANT_ID:
             return _aad_error(400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
@@ -289,7 +298,7 @@ class FakeAzure(FakeOpenAI):
             "chat.completion",
             "text_completion",
         ):
-            payload = self._annotated(call, payload)
+            payload = self.replay if self.replay is not None else self._annotated(call, payload)
         body = payload if isinstance(payload, bytes) else _encode(payload)
         return super()._json(call, body, status, extra)
 
@@ -301,6 +310,9 @@ class FakeAzure(FakeOpenAI):
         return payload | {"prompt_filter_results": _prompt_results()}
 
     async def _sse(self, call: _Call, events: Sequence[dict[str, Any]]) -> web.StreamResponse:
+        if self.replay is not None:
+            writes = [event + b"\n\n" for event in self.replay.split(b"\n\n") if event.strip()]
+            return await self._stream(call, "text/event-stream; charset=utf-8", writes)
         out = [_prompt_chunk(events[0])] if events else []
         for event in events:
             event.pop("service_tier", None)  # OpenAI's field; Azure sends none
