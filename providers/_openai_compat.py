@@ -9,7 +9,6 @@ that this adds is not forwarded to a client that did not ask for it.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Literal
 
@@ -326,7 +325,7 @@ class OpenAICompatProvider:
                 provider=self.name,
             )
         return EventStream(
-            functools.partial(self._events, resp, forced=forced),
+            lambda stream: self._events(resp, stream, forced=forced),
             close=release_when_done(resp),
             headers=forwardable_headers(resp.headers),
         )
