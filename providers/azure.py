@@ -312,7 +312,9 @@ class _Choices(msgspec.Struct):
 
 class _AzureModel(msgspec.Struct):
     id: str
-    created_at: int = 0
+    # Azure's model objects have ``created_at``; OpenAI's shape says ``created``.
+    created_at: int | None = 0
+    created: int | None = 0
 
 
 class _AzureModelList(msgspec.Struct):
@@ -412,7 +414,7 @@ class AzureOpenAIProvider(OpenAICompatProvider):
         except msgspec.DecodeError as exc:
             raise self._not_json("model list") from exc
         listed.extend(
-            ModelInfo(id=e.id, created=e.created_at, owned_by=self.name)
+            ModelInfo(id=e.id, created=e.created or e.created_at or 0, owned_by=self.name)
             for e in entries
             if e.id not in names
         )
