@@ -28,7 +28,13 @@ _encode = msgspec.json.Encoder().encode
 def render_error(error: GatewayError, request_id: str | None = None) -> web.Response:
     body = _encode(
         ErrorEnvelope(
-            ErrorBody(message=error.message, type=error.type, param=error.param, code=error.code)
+            ErrorBody(
+                message=error.message,
+                type=error.type,
+                param=error.param,
+                code=error.code,
+                innererror=msgspec.Raw(error.innererror) if error.innererror else msgspec.UNSET,
+            )
         )
     )
     response = web.Response(

@@ -35,6 +35,7 @@ from proxy.schemas.common import BilledUsage, Usage
 
 __all__ = [
     "ALL_OPERATIONS",
+    "PATHS",
     "CompatSpec",
     "OpenAICompatProvider",
     "ParamRule",
@@ -46,7 +47,8 @@ ALL_OPERATIONS = frozenset(
     {"chat_completion", "text_completion", "embedding", "speech", "transcription"}
 )
 
-_PATHS = {
+# Each operation's path under the API root.
+PATHS = {
     "chat_completion": "/chat/completions",
     "text_completion": "/completions",
     "embedding": "/embeddings",
@@ -72,7 +74,8 @@ class CompatSpec(msgspec.Struct, frozen=True, kw_only=True):
     key_env: str | None = None
     # For keyless local servers: the variable that, set, enables the provider with no config file.
     base_url_env: str | None = None
-    auth: Literal["bearer", "none"] = "bearer"
+    # How a key is sent: ``Authorization: Bearer <key>``, or an ``api-key: <key>`` header (Azure).
+    auth: Literal["bearer", "api-key", "none"] = "bearer"
     operations: frozenset[str] = ALL_OPERATIONS
     # Fields removed before forwarding: ones the upstream rejects but that do not change the answer.
     drop_params: frozenset[str] = frozenset()
@@ -129,6 +132,7 @@ def map_error(
     type_: Any = None
     code: Any = None
     param: Any = None
+    inner: Any = None
     try:
         doc = _any(body) if body else None
     except msgspec.DecodeError:
@@ -137,6 +141,8 @@ def map_error(
         err = doc.get("error")
         if isinstance(err, dict):
             message, type_, code, param = (err.get(k) for k in ("message", "type", "code", "param"))
+            # Azure's details (a content filter's verdict per category) travel on unchanged.
+            inner = err.get("innererror")
         elif isinstance(err, str):
             message = err
         if message is None:
@@ -160,6 +166,7 @@ def map_error(
         code=str(code) if code is not None else None,
         param=param if isinstance(param, str) else None,
         headers=keep,
+        innererror=_encode(inner) if isinstance(inner, dict) else None,
     )
 
 
@@ -190,10 +197,10 @@ class OpenAICompatProvider:
         self._drop = GATEWAY_FIELDS | spec.drop_params
         self._model_raw: dict[str, msgspec.Raw] = {}
         self._configured_models = settings.models
+        self._urls = {op: self._base + path for op, path in PATHS.items()}
         static = {"Accept": "application/json", **settings.headers}
         self._headers: list[dict[str, str]] = [
-            {**static, "Authorization": f"Bearer {v}"} if spec.auth == "bearer" else dict(static)
-            for v in keys.values
+            {**static, **_auth_header(spec.auth, v)} for v in keys.values
         ] or [static]
         self._json_headers = [{**h, "Content-Type": "application/json"} for h in self._headers]
         self._timeout = aiohttp.ClientTimeout(
@@ -209,12 +216,12 @@ class OpenAICompatProvider:
     async def send(self, call: Call) -> Reply:
         inbound = call.inbound
         op = inbound.op.name
-        url = self._base + _PATHS[op]
         key = self._key_index(call.target.model)
+        model, url = self._route(op, call.target.model)
         if op == "transcription":
-            return await self._transcribe(call, url, key)
+            return await self._transcribe(call, url, key, model)
         self._check_params(inbound)
-        body = self._json_body(inbound, call.target.model)
+        body = self._json_body(inbound, model)
         if inbound.stream and op in _STREAMING_OPS:
             return await self._stream(url, body, key, forced=not inbound.wants_usage)
         if op == "speech":
@@ -247,6 +254,11 @@ class OpenAICompatProvider:
         return None
 
     # --- requests ---------------------------------------------------------------------------
+
+    def _route(self, op: str, model: str) -> tuple[str, str]:
+        """The upstream's name for ``model`` and the URL of operation ``op``; a subclass whose
+        upstream addresses models in the path (Azure deployments) overrides it."""
+        return model, self._urls[op]
 
     def _key_index(self, model: str) -> int:
         try:
@@ -321,48 +333,52 @@ class OpenAICompatProvider:
                 status=502,
                 provider=self.name,
             )
-        name, scrub = self.name, self._scrub
-
-        async def events(stream: EventStream) -> AsyncGenerator[list[bytes], None]:
-            parser = SSEParser()
-            read = resp.content.readany
-            guard = map_client_errors(name)  # stateless: one for every read
-            while True:
-                with guard:
-                    chunk = await read()
-                # At the end, an event the upstream did not close with a blank line still counts.
-                completed = parser.feed(chunk) if chunk else parser.close()
-                if not chunk and not completed:
-                    return
-                batch: list[bytes] = []
-                for event in completed:
-                    data = event.data
-                    if data == b"[DONE]":
-                        if batch:
-                            yield batch
-                        return
-                    if data.startswith(b'{"error"'):
-                        # OpenAI reports a failure after the stream began as an error payload;
-                        # what came before it in the same read still goes out first.
-                        if batch:
-                            yield batch
-                        raise map_error(500, data, {}, provider=name, scrub=scrub)
-                    # With include_usage every chunk says "usage":null; only an object counts.
-                    if _has_usage(data):
-                        view = _chunk_view(data)
-                        if view.usage is not None:
-                            stream.usage = BilledUsage.from_usage(view.usage)
-                            if forced and not view.choices:
-                                continue
-                    batch.append(data)
-                if batch:
-                    yield batch
-                if not chunk:
-                    return
-
         return EventStream(
-            events, close=release_when_done(resp), headers=forwardable_headers(resp.headers)
+            lambda stream: self._events(resp, stream, forced=forced),
+            close=release_when_done(resp),
+            headers=forwardable_headers(resp.headers),
         )
+
+    async def _events(
+        self, resp: aiohttp.ClientResponse, stream: EventStream, *, forced: bool
+    ) -> AsyncGenerator[list[bytes], None]:
+        """The stream's payloads in batches, one batch per read; a subclass may wrap it."""
+        name, scrub = self.name, self._scrub
+        parser = SSEParser()
+        read = resp.content.readany
+        guard = map_client_errors(name)  # stateless: one for every read
+        while True:
+            with guard:
+                chunk = await read()
+            # At the end, an event the upstream did not close with a blank line still counts.
+            completed = parser.feed(chunk) if chunk else parser.close()
+            if not chunk and not completed:
+                return
+            batch: list[bytes] = []
+            for event in completed:
+                data = event.data
+                if data == b"[DONE]":
+                    if batch:
+                        yield batch
+                    return
+                if data.startswith(b'{"error"'):
+                    # OpenAI reports a failure after the stream began as an error payload;
+                    # what came before it in the same read still goes out first.
+                    if batch:
+                        yield batch
+                    raise map_error(500, data, {}, provider=name, scrub=scrub)
+                # With include_usage every chunk says "usage":null; only an object counts.
+                if _has_usage(data):
+                    view = _chunk_view(data)
+                    if view.usage is not None:
+                        stream.usage = BilledUsage.from_usage(view.usage)
+                        if forced and not view.choices:
+                            continue
+                batch.append(data)
+            if batch:
+                yield batch
+            if not chunk:
+                return
 
     async def _bytes(self, url: str, body: bytes, key: int) -> ByteStream:
         resp = await self._post(url, body, key, self._stream_timeout)
@@ -373,13 +389,13 @@ class OpenAICompatProvider:
             headers=forwardable_headers(resp.headers),
         )
 
-    async def _transcribe(self, call: Call, url: str, key: int) -> Reply:
+    async def _transcribe(self, call: Call, url: str, key: int, model: str) -> Reply:
         inbound = call.inbound
         form = aiohttp.FormData(quote_fields=False)
         for name, value in inbound.fields or ():
             if name in self._drop:
                 continue
-            form.add_field(name, call.target.model if name == "model" else value)
+            form.add_field(name, model if name == "model" else value)
         for up in inbound.uploads or ():
             form.add_field(up.field, up.data, filename=up.filename, content_type=up.content_type)
         resp = await self._open("POST", url, self._headers[key], self._stream_timeout, form)
@@ -465,6 +481,14 @@ def _has_usage(chunk: bytes) -> bool:
         return False
     after = chunk[at + 8 : at + 10]
     return after[:1] == b"{" or after == b" {"
+
+
+def _auth_header(auth: str, key: str) -> dict[str, str]:
+    if auth == "bearer":
+        return {"Authorization": f"Bearer {key}"}
+    if auth == "api-key":
+        return {"api-key": key}
+    return {}
 
 
 def _stream_options(inbound: Inbound) -> msgspec.Raw:

@@ -33,7 +33,8 @@ class BuildContext:
 class ProviderType(Protocol):
     # The environment variable holding the key when the config gives none (``OPENAI_API_KEY``).
     key_env: str | None
-    # For keyless local servers: the variable that, set, enables the provider with no config.
+    # The variable that, set, enables the provider with no config and gives its base URL (keyless
+    # local servers; Azure's resource endpoint).
     base_url_env: str | None
 
     def check(self, name: str, settings: ProviderConfig) -> None:

@@ -151,7 +151,8 @@ async def _event_stream(
         # Past the first byte there is no status to change: the error travels as an event.
         log.warning("stream_failed", status=exc.status, error_type=exc.type, error=exc.message)
         outcome.failures.append(f"{request[TARGET].label}: {exc.status} {exc.type} mid-stream")
-        body = ErrorEnvelope(ErrorBody(exc.message, exc.type, exc.param, exc.code))
+        inner = msgspec.Raw(exc.innererror) if exc.innererror else msgspec.UNSET
+        body = ErrorEnvelope(ErrorBody(exc.message, exc.type, exc.param, exc.code, inner))
         with contextlib.suppress(ConnectionError):
             await response.write(event(_encode(body)))
     except ConnectionError:

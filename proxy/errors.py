@@ -44,6 +44,9 @@ class GatewayError(Exception):
     type: str = "api_error"
     code: str | None = None
     retryable: bool = False
+    # An upstream's own error details (JSON), rendered as ``error.innererror`` (Azure's
+    # content-filter verdicts).
+    innererror: bytes | None = None
 
     def __init__(
         self,
@@ -115,9 +118,11 @@ class UpstreamError(GatewayError):
         param: str | None = None,
         headers: Mapping[str, str] | None = None,
         retryable: bool | None = None,
+        innererror: bytes | None = None,
     ) -> None:
         super().__init__(message, param=param, code=code, headers=headers)
         self.status = status
+        self.innererror = innererror
         self.provider = provider
         self.type = type or _type_for_status(status)
         # A provider may know better than the status (a throttling error sent as 400).

@@ -1,4 +1,5 @@
-"""The error envelope every error response carries: ``{"error": {message, type, param, code}}``."""
+"""The error envelope every error response carries: ``{"error": {message, type, param, code}}``,
+plus ``innererror`` when the upstream gave details (Azure's content-filter verdicts)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ class ErrorBody(msgspec.Struct):
     type: str
     param: str | None = None
     code: str | None = None
+    innererror: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
 
 
 class ErrorEnvelope(msgspec.Struct):

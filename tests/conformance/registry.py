@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conformance import case_anthropic, case_cohere, case_gemini, case_openai
+from tests.conformance import case_anthropic, case_azure, case_cohere, case_gemini, case_openai
 from tests.conformance.cases import ProviderCase
 
 __all__ = ["CASES"]
@@ -12,4 +12,6 @@ CASES: list[ProviderCase] = [
     case_gemini.CASE,
     case_cohere.CASE,
     case_anthropic.CASE,
+    case_azure.CASE,
+    case_azure.ENTRA_CASE,
 ]
