@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from providers import compat, openai
+from providers import bedrock, compat, openai
 from providers._types import BuildContext, ProviderType
 from providers._upstream import Upstream
 from providers.base import Provider
@@ -29,6 +29,7 @@ __all__ = [
 PROVIDER_TYPES: Mapping[str, ProviderType] = {
     **openai.TYPES,
     **compat.TYPES,
+    **bedrock.TYPES,
 }
 
 
