@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from tests.conformance import case_openai
+from tests.conformance import case_bedrock, case_openai
 from tests.conformance.cases import ProviderCase
 
 __all__ = ["CASES"]
 
 CASES: list[ProviderCase] = [
     case_openai.CASE,
+    case_bedrock.CASE,
 ]
