@@ -84,9 +84,15 @@ class BedrockStream:
     __slots__ = ("_done", "_json_blocks", "_maker", "_provider", "_scrub", "_tools", "usage")
 
     def __init__(
-        self, model: str, request_id: str, *, provider: str, scrub: Callable[[str], str]
+        self,
+        model: str,
+        request_id: str,
+        *,
+        provider: str,
+        scrub: Callable[[str], str],
+        created: int | None = None,
     ) -> None:
-        self._maker = ChunkMaker(f"chatcmpl-{request_id}", model)
+        self._maker = ChunkMaker(f"chatcmpl-{request_id}", model, created)
         self._provider = provider
         self._scrub = scrub
         # contentBlockIndex -> the OpenAI tool-call index (0, 1, ... in the order calls start).
