@@ -160,6 +160,8 @@ class FakeBedrock(FakeServer):
         )
         self.api_keys = set(api_keys)
         self.region = region
+        # Each request's path as it came on the wire (``Recorded.path`` is decoded).
+        self.raw_paths: list[str] = []
 
     def routes(self) -> Iterable[tuple[str, str, Handler]]:
         return [
@@ -181,6 +183,7 @@ class FakeBedrock(FakeServer):
         )
 
     async def check_auth(self, ex: Exchange) -> web.StreamResponse | None:
+        self.raw_paths.append(ex.request.raw_path)
         auth = ex.request.headers.get("Authorization")
         if auth is None:
             return self.error(
