@@ -51,10 +51,10 @@ def static_credentials(key_id: str, secret: str, token: str | None) -> Any:
 
 
 def env_credentials(env: Mapping[str, str]) -> Any:
-    """``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` (and
-    ``AWS_CREDENTIAL_EXPIRATION``) read by botocore's own environment provider; ``None`` when
-    unset. No I/O."""
-    return EnvProvider(environ=dict(env)).load()
+    """``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` read by botocore's
+    own environment provider; ``None`` when unset. No I/O. With ``AWS_CREDENTIAL_EXPIRATION``
+    they are refreshable: botocore reads ``env`` again when they are due."""
+    return EnvProvider(environ=env).load()
 
 
 class CredentialSource:

@@ -529,6 +529,33 @@ async def test_profile_from_shared_files(
     assert resp.choices[0].message.content
 
 
+async def test_no_credentials_anywhere(
+    make_gateway: MakeGateway, fake: FakeBedrock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing configured, botocore's chain is searched; finding nothing is a 503 that
+    allows a fallback and says what to set."""
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    gateway = await start(make_gateway, {"base_url": fake.root_url, "region": REGION})
+    with pytest.raises(openai.APIStatusError) as info:
+        await gateway.sdk().chat.completions.create(model=MODEL, messages=USER)
+    assert info.value.status_code == 503
+    assert "no AWS credentials in the standard AWS credential chain" in info.value.message
+    assert fake.requests == []
+
+
 async def test_bedrock_api_keys(make_gateway: MakeGateway, fake: FakeBedrock) -> None:
     """A Bedrock API key, configured or from AWS_BEARER_TOKEN_BEDROCK, is a bearer token; an
     unknown one is refused with Bedrock's 403."""
