@@ -209,18 +209,22 @@ class BedrockProvider(TranslatingProvider):
                     result.vectors.append(vector)
                 else:
                     result.vectors.extend(embed.cohere_vectors(body))
-                    tokens = _int(headers.get("X-Amzn-Bedrock-Input-Token-Count"))
+                    tokens = _token_count(headers)
                 result.prompt_tokens += tokens
         except (msgspec.DecodeError, msgspec.ValidationError):
             raise self.bad_response("embeddings response") from None
         return result
 
 
-def _int(value: str | None) -> int:
-    try:
-        return int(value or 0)
-    except ValueError:
-        return 0
+def _token_count(headers: Mapping[str, str]) -> int:
+    """InvokeModel's ``X-Amzn-Bedrock-Input-Token-Count`` (any case: HTTP/2 lowercases)."""
+    for name, value in headers.items():
+        if name.lower() == "x-amzn-bedrock-input-token-count":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
 
 
 async def _gather(coros: list[Awaitable[_T]], *, limit: int) -> list[_T]:

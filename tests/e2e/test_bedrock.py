@@ -16,8 +16,8 @@ from typing import Any
 import openai
 import pytest
 
-from providers.registry import check_providers
-from proxy.config import ConfigError, build_config
+from providers.registry import check_providers, local_base_url_variables, standard_key_variables
+from proxy.config import ConfigError, build_config, config_from_env
 from tests.conformance.case_bedrock import bedrock_config
 from tests.conftest import Gateway, MakeGateway, provider_for
 from tests.fakes.bedrock import (
@@ -619,3 +619,12 @@ def test_configuration_mistakes(settings: dict[str, Any], complaint: str) -> Non
     config = build_config({"providers": {"bedrock": settings}}, source="<test>")
     with pytest.raises(ConfigError, match=complaint):
         check_providers(config)
+
+
+def test_enabled_by_an_api_key_variable() -> None:
+    """With no config file, AWS_BEARER_TOKEN_BEDROCK enables a ``bedrock`` provider."""
+    env = {"AWS_BEARER_TOKEN_BEDROCK": API_KEY, "AWS_REGION": REGION}
+    config = config_from_env(standard_key_variables(), local_base_url_variables(), env)
+    keys = config.providers["bedrock"].keys
+    assert keys is not None
+    assert [k.value for k in keys] == [API_KEY]
