@@ -86,17 +86,18 @@ def image_urls(req: ChatRequest) -> list[str]:
 def turns(
     req: ChatRequest, media: Mapping[str, tuple[str, bytes]]
 ) -> tuple[list[w.SystemBlock], list[w.Message]]:
+    """The system blocks and the alternating turns (consecutive same-role messages merged)."""
     system: list[w.SystemBlock] = []
-    turns: list[w.Message] = []
+    out: list[w.Message] = []
     docs = _DocNames()
 
     def add(role: str, blocks: list[w.ContentBlock]) -> None:
         if not blocks:
             return
-        if turns and turns[-1].role == role:
-            turns[-1].content.extend(blocks)
+        if out and out[-1].role == role:
+            out[-1].content.extend(blocks)
         else:
-            turns.append(w.Message(role=role, content=blocks))
+            out.append(w.Message(role=role, content=blocks))
 
     for i, m in enumerate(req.messages):
         at = f"messages[{i}]"
@@ -114,7 +115,7 @@ def turns(
                 "`function` role.",
                 f"{at}.role",
             )
-    return system, turns
+    return system, out
 
 
 def _cache_point(part: TextPart) -> w.CachePoint | None:

@@ -41,6 +41,7 @@ __all__ = ["BedrockProvider", "build"]
 
 _T = TypeVar("_T")
 _converse = msgspec.json.Decoder(ConverseResponse).decode
+_encode = msgspec.json.Encoder().encode
 _JSON = "application/json"
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
 # Concurrent InvokeModel calls of one embeddings request (Titan takes one text per call).
@@ -111,11 +112,9 @@ class BedrockProvider(TranslatingProvider):
     ) -> Prepared:
         urls = list(dict.fromkeys(image_urls(req)))
         fetched = await _gather([self.fetch_media(u) for u in urls], limit=len(urls) or 1)
-        alias = ",".join(self._aliases.get(model, ()))
-        converse = to_converse(
-            req, model=model, alias=alias, media=dict(zip(urls, fetched, strict=True))
-        )
-        body = msgspec.json.encode(converse)
+        media = dict(zip(urls, fetched, strict=True))
+        converse = to_converse(req, model=model, aliases=self._aliases.get(model, ()), media=media)
+        body = _encode(converse)
         return await self._prepared(
             self.url(model, "converse-stream" if stream else "converse"), body, key
         )

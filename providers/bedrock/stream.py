@@ -11,6 +11,9 @@ Bedrock's order: ``messageStart``; per content block ``contentBlockStart`` (tool
 and name), ``contentBlockDelta`` (text, a piece of the tool input's JSON text, reasoning text,
 the reasoning's signature, or redacted reasoning), ``contentBlockStop``; ``messageStop`` (the stop
 reason); ``metadata`` (usage), the last message. A stream without ``metadata`` was cut.
+
+Reasoning text goes out delta by delta as ``reasoning_content``; when its block stops, the whole
+block (text and signature) follows as one ``thinking_blocks`` delta, ready to be sent back.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ __all__ = ["BedrockStream", "Frame", "FrameReader"]
 _start = msgspec.json.Decoder(w.ContentBlockStartEvent).decode
 _delta = msgspec.json.Decoder(w.ContentBlockDeltaEvent).decode
 _stop = msgspec.json.Decoder(w.MessageStopEvent).decode
+_block_stop = msgspec.json.Decoder(w.ContentBlockStopEvent).decode
 _metadata = msgspec.json.Decoder(w.MetadataEvent).decode
 
 
@@ -78,10 +82,27 @@ def _frame(headers: dict[str, Any], payload: bytes) -> Frame:
     return Frame(kind, str(headers.get(":event-type", "")), payload)
 
 
+class _Thinking:
+    __slots__ = ("pieces", "signature")
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.signature: str | None = None
+
+
 class BedrockStream:
     """The :class:`~providers._translated.StreamTranslator` of one ConverseStream answer."""
 
-    __slots__ = ("_done", "_json_blocks", "_maker", "_provider", "_scrub", "_tools", "usage")
+    __slots__ = (
+        "_done",
+        "_json_blocks",
+        "_maker",
+        "_provider",
+        "_scrub",
+        "_thinking",
+        "_tools",
+        "usage",
+    )
 
     def __init__(
         self,
@@ -99,6 +120,9 @@ class BedrockStream:
         self._tools: dict[int, int] = {}
         # Blocks of the forced ``json_object`` tool, whose input is the answer's text.
         self._json_blocks: set[int] = set()
+        # Reasoning blocks being streamed: their text so far and signature, sent whole as a
+        # thinking block when the block stops (the text also went out delta by delta).
+        self._thinking: dict[int, _Thinking] = {}
         self._done = False
         self.usage: Usage | None = None
 
@@ -115,6 +139,8 @@ class BedrockStream:
                 stop = _stop(frame.payload).stop_reason
                 reason = finish_reason(stop, json_answer=bool(self._json_blocks))
                 return [self._maker.finish(reason)]
+            if name == "contentBlockStop":
+                return self._on_stop(_block_stop(frame.payload).content_block_index)
             if name == "metadata":
                 self.usage = usage_of(_metadata(frame.payload).usage)
                 self._done = True
@@ -124,7 +150,7 @@ class BedrockStream:
                 status=502,
                 provider=self._provider,
             ) from None
-        # messageStart, contentBlockStop and events this gateway does not translate.
+        # messageStart and events this gateway does not translate.
         return []
 
     def _on_start(self, event: w.ContentBlockStartEvent) -> list[ChatCompletionChunk]:
@@ -153,15 +179,29 @@ class BedrockStream:
             return [self._maker.tool_arguments(index, piece)]
         reasoning = delta.reasoning_content
         if isinstance(reasoning, w.ReasoningDelta):
-            if isinstance(reasoning.text, str):
-                return [self._maker.reasoning(reasoning.text)] if reasoning.text else []
-            if isinstance(reasoning.signature, str):
-                block = ThinkingBlock(type="thinking", signature=reasoning.signature)
-                return [self._maker.thinking_block(block)]
-            if isinstance(reasoning.redacted_content, str):
-                block = ThinkingBlock(type="redacted_thinking", data=reasoning.redacted_content)
-                return [self._maker.thinking_block(block)]
+            return self._on_reasoning(event.content_block_index, reasoning)
         return []
+
+    def _on_reasoning(self, index: int, delta: w.ReasoningDelta) -> list[ChatCompletionChunk]:
+        if isinstance(delta.redacted_content, str):
+            block = ThinkingBlock(type="redacted_thinking", data=delta.redacted_content)
+            return [self._maker.thinking_block(block)]
+        thinking = self._thinking.setdefault(index, _Thinking())
+        if isinstance(delta.signature, str):
+            thinking.signature = delta.signature
+        if isinstance(delta.text, str) and delta.text:
+            thinking.pieces.append(delta.text)
+            return [self._maker.reasoning(delta.text)]
+        return []
+
+    def _on_stop(self, index: int) -> list[ChatCompletionChunk]:
+        thinking = self._thinking.pop(index, None)
+        if thinking is None:
+            return []
+        block = ThinkingBlock(thinking="".join(thinking.pieces))
+        if thinking.signature is not None:
+            block.signature = thinking.signature
+        return [self._maker.thinking_block(block)]
 
     def _error(self, frame: Frame) -> UpstreamError:
         if frame.kind == "exception":

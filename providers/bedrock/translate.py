@@ -26,7 +26,7 @@ Choices where Converse differs from OpenAI's API (each follows Bedrock's documen
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import msgspec
@@ -108,15 +108,16 @@ def to_converse(
     req: ChatRequest,
     *,
     model: str,
-    alias: str = "",
+    aliases: Sequence[str] = (),
     media: Mapping[str, tuple[str, bytes]] | None = None,
 ) -> w.ConverseRequest:
-    """The Converse body for ``req`` sent to ``model`` (``alias``: the name the caller used)."""
+    """The Converse body for ``req`` sent to ``model`` (``aliases``: the names callers use for it
+    in ``deployments``, which may say what family an ARN is); ``media``: downloaded images."""
     _refuse_unsupported(req)
     media = media or {}
     system, messages = turns(req, media)
     max_tokens = req.max_completion_tokens or req.max_tokens or None
-    fields, max_tokens = _reasoning(req, model_family(model, alias), max_tokens)
+    fields, max_tokens = _reasoning(req, model_family(model, *aliases), max_tokens)
     body = w.ConverseRequest(messages=messages)
     if system:
         body.system = system
@@ -299,6 +300,8 @@ def _tool_entries(req: ChatRequest) -> list[w.ToolEntry]:
         if fn.name == JSON_TOOL:
             raise _bad(f"The tool name `{JSON_TOOL}` is reserved.", f"tools[{i}].function.name")
         params = fn.parameters if isinstance(fn.parameters, msgspec.Raw) else _ANY_OBJECT
+        if bytes(params).strip() == b"null":
+            params = _ANY_OBJECT
         spec = w.ToolSpec(name=fn.name, input_schema=w.InputSchema(json=params))
         if isinstance(fn.description, str) and fn.description:
             spec.description = fn.description

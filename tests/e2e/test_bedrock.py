@@ -357,7 +357,8 @@ async def test_reasoning_round_trip(sdk: openai.AsyncOpenAI, fake: FakeBedrock) 
             reasoning += delta.get("reasoning_content") or ""
             blocks += delta.get("thinking_blocks") or []
             calls += choice.delta.tool_calls or []
-    assert (reasoning, blocks) == ("Streamed thought.", [{"signature": "sig-2"}])
+    assert reasoning == "Streamed thought."
+    assert blocks == [{"thinking": "Streamed thought.", "signature": "sig-2"}]
     arguments = "".join(c.function.arguments or "" for c in calls if c.function)
     assistant = {
         "role": "assistant",
