@@ -495,6 +495,19 @@ async def test_credentials_from_the_environment(
     )
 
 
+async def test_configured_headers_are_signed(make_gateway: MakeGateway, fake: FakeBedrock) -> None:
+    """Headers from the provider's ``headers`` go upstream and are covered by the signature."""
+    config = bedrock_config(fake, headers={"X-Team": "search"})
+    await (
+        (await start(make_gateway, config))
+        .sdk()
+        .chat.completions.create(model=MODEL, messages=USER)
+    )
+    headers = fake.requests[-1].headers
+    assert headers["X-Team"] == "search"
+    assert "x-team" in headers["Authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+
+
 async def test_session_token_is_signed(make_gateway: MakeGateway) -> None:
     """Temporary credentials send and sign X-Amz-Security-Token."""
     fake = await FakeBedrock(

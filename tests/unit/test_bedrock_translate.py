@@ -130,6 +130,24 @@ def test_stream_exception_messages(
     assert err.message.startswith("bedrock: Model said no.")
 
 
+def test_generic_error_messages() -> None:
+    """An ``error`` message (code and text in headers) is a 502 with Bedrock's text."""
+    headers = {
+        ":message-type": "error",
+        ":error-code": "InternalFailure",
+        ":error-message": "Boom.",
+    }
+    data = encode_message(headers, b"")
+    (frame,) = FrameReader("bedrock").feed(data)
+    with pytest.raises(UpstreamError) as info:
+        BedrockStream(MODEL, "r", provider="bedrock", scrub=str).feed(frame)
+    assert (info.value.status, info.value.code, info.value.message) == (
+        502,
+        "InternalFailure",
+        "bedrock: Boom.",
+    )
+
+
 def test_model_errors_retry_only_on_the_model_side() -> None:
     """ModelStreamErrorException may be retried when the model's endpoint answered 5xx."""
     err = error_from_body(
