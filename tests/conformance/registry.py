@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from tests.conformance import case_anthropic, case_azure, case_cohere, case_gemini, case_openai
+from tests.conformance import (
+    case_anthropic,
+    case_azure,
+    case_bedrock,
+    case_cohere,
+    case_gemini,
+    case_openai,
+)
 from tests.conformance.cases import ProviderCase
 
 __all__ = ["CASES"]
@@ -14,4 +21,5 @@ CASES: list[ProviderCase] = [
     case_anthropic.CASE,
     case_azure.CASE,
     case_azure.ENTRA_CASE,
+    case_bedrock.CASE,
 ]
