@@ -360,7 +360,7 @@ async def test_reasoning_round_trip(sdk: openai.AsyncOpenAI, fake: FakeBedrock) 
             blocks += delta.get("thinking_blocks") or []
             calls += choice.delta.tool_calls or []
     assert reasoning == "Streamed thought."
-    assert blocks == [{"thinking": "Streamed thought.", "signature": "sig-2"}]
+    assert blocks == [{"type": "thinking", "thinking": "Streamed thought.", "signature": "sig-2"}]
     arguments = "".join(c.function.arguments or "" for c in calls if c.function)
     assistant = {
         "role": "assistant",
