@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 
 from proxy.config import StoreConfig
-from proxy.store import PostgresStore, SQLiteStore, Store
+from proxy.store import PostgresStore, SQLiteStore, Store, open_store
 from proxy.store.base import Migration
 from proxy.store.postgres import MIGRATIONS as PG_MIGRATIONS
 from proxy.store.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
@@ -94,6 +94,12 @@ class Backend:
             )
         else:
             store = await SQLiteStore.open(self.sqlite_path, migrations=steps)
+        self.stores.append(store)
+        return store
+
+    async def open_configured(self) -> Store:
+        """A store opened as the gateway opens it: ``open_store`` on ``config``."""
+        store = await open_store(self.config)
         self.stores.append(store)
         return store
 
