@@ -265,8 +265,10 @@ class SQLiteStore:
     async def _transaction(self) -> AsyncIterator[None]:
         """The lock and one write transaction, committed on success, rolled back otherwise."""
         async with self._lock:
-            await self._change("BEGIN IMMEDIATE")
             try:
+                # Inside the try: if the task is cancelled while BEGIN is queued, BEGIN still runs
+                # on the thread, and the rollback queued after it must end that transaction.
+                await self._change("BEGIN IMMEDIATE")
                 yield
             except BaseException:
                 await self._db.rollback()

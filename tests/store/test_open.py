@@ -16,7 +16,7 @@ from proxy.config import (
     load_config,
     parse_store_url,
 )
-from proxy.store import open_store
+from proxy.store import StoreError, open_store
 from tests.store.helpers import record
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,3 +119,24 @@ async def test_in_memory_store_writes_no_file(
     finally:
         await store.close()
     assert os.listdir(tmp_path) == []
+
+
+async def test_unreachable_postgresql_names_it_without_credentials() -> None:
+    """A server that does not answer fails start-up with its address and no password."""
+    config = StoreConfig(url="postgresql://gw:s3cret@127.0.0.1:1/thruway?password=s3cret")
+    with pytest.raises(StoreError) as info:
+        await open_store(config)
+    message = str(info.value)
+    assert message.startswith("store: cannot use PostgreSQL at postgresql://127.0.0.1:1/thruway:")
+    assert "s3cret" not in message
+
+
+async def test_unusable_sqlite_file_is_a_store_error(tmp_path: Path) -> None:
+    """A file that is not a database, or a path under a plain file, fails with its path."""
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not an SQLite database, not at all" * 100)
+    with pytest.raises(StoreError, match=f"store: cannot use the SQLite database {garbage}: "):
+        await open_store(StoreConfig(url=f"sqlite:///{garbage}"))
+    under_file = garbage / "t.db"
+    with pytest.raises(StoreError, match=f"store: cannot use the SQLite database {under_file}: "):
+        await open_store(StoreConfig(url=f"sqlite:///{under_file}"))
