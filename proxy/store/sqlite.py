@@ -1,11 +1,11 @@
 """The SQLite store: one file (or ``:memory:``), one connection, for a single gateway instance.
 
 Every statement runs on aiosqlite's thread, never on the event loop. The connection is in
-autocommit mode with WAL journaling; a method that needs more than one statement opens its own
-``BEGIN IMMEDIATE`` transaction, which takes SQLite's write lock at once, so that two stores on
-the same file (tests, a second process) still claim jobs atomically. One ``asyncio.Lock`` keeps
-the coroutines sharing the connection from interleaving statements inside each other's
-transactions.
+autocommit mode with WAL journaling; a method that runs more than one statement, or claims a
+job, opens its own ``BEGIN IMMEDIATE`` transaction, which takes SQLite's write lock at once, so
+that two stores on the same file (tests, a second process) still claim jobs atomically. One
+``asyncio.Lock`` keeps the coroutines sharing the connection from interleaving statements inside
+each other's transactions.
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
 )
+
+_WAL_ATTEMPTS = 20  # about 2 s of retries in all
 
 # Spliced into the statements below (hence the noqa S608): a constant, never input.
 _COLUMNS = (
@@ -224,14 +226,14 @@ class SQLiteStore:
         """Connect to ``path`` (``:memory:`` for a private database) and apply the missing
         ``migrations``."""
         db = await aiosqlite.connect(path, isolation_level=None)
+        store = cls(db)
         try:
             # busy_timeout first: switching to WAL needs a moment of exclusive access, and
             # another process may be starting on the same file.
-            store = cls(db)
             await store._change("PRAGMA busy_timeout = 10000")
-            await store._change("PRAGMA journal_mode = WAL")
-            # In WAL mode NORMAL keeps the file consistent on power loss and loses at most the
-            # last transactions; FULL would fsync on every commit.
+            await store._switch_to_wal()
+            # With WAL, NORMAL loses nothing when the process dies and at most the last commits
+            # on power loss, never the file's consistency; FULL would fsync every commit.
             await store._change("PRAGMA synchronous = NORMAL")
             await store._change("PRAGMA foreign_keys = ON")
             await store._migrate(migrations)
@@ -243,6 +245,19 @@ class SQLiteStore:
     async def close(self) -> None:
         async with self._lock:
             await self._db.close()
+
+    async def _switch_to_wal(self) -> None:
+        """``PRAGMA journal_mode = WAL``, retried: when several connections open a new file at
+        once, SQLite answers "database is locked" at once instead of waiting busy_timeout (it
+        would deadlock otherwise), and the switch succeeds a moment later."""
+        for attempt in range(_WAL_ATTEMPTS):
+            try:
+                await self._change("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS - 1:
+                    raise
+            await asyncio.sleep(0.01 * (attempt + 1))
 
     async def _migrate(self, migrations: tuple[Migration, ...]) -> None:
         async with self._transaction():
@@ -270,10 +285,10 @@ class SQLiteStore:
                 # on the thread, and the rollback queued after it must end that transaction.
                 await self._change("BEGIN IMMEDIATE")
                 yield
+                await self._db.commit()
             except BaseException:
                 await self._db.rollback()
                 raise
-            await self._db.commit()
 
     async def _rows(
         self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
