@@ -283,9 +283,9 @@ class _Turn:
         if texts:
             self.texts.append("".join(texts))
 
-    def flush(self) -> list[chat.Message]:
+    def messages(self) -> list[chat.Message]:
+        """The turn as chat messages: one assistant message, or none for reasoning alone."""
         if not (self.texts or self.refusals or self.calls):
-            self.__init__()  # type: ignore[misc]
             return []
         for call in self.calls:
             if call.id in self.extras:
@@ -299,7 +299,6 @@ class _Turn:
             msg.reasoning_content = "\n\n".join(self.reasoning)
         if self.blocks:
             msg.thinking_blocks = self.blocks
-        self.__init__()  # type: ignore[misc]
         return [msg]
 
 
@@ -310,9 +309,10 @@ def _messages(items: Sequence[InputItem], *, first_input: int) -> list[chat.Mess
         # Items from ``history`` are the gateway's own: no request path to point at.
         param = f"input[{k - first_input}]" if k >= first_input else None
         if not turn.take(item, param):
-            out += turn.flush()
+            out += turn.messages()
+            turn = _Turn()
             out.append(_message(item, param))
-    return out + turn.flush()
+    return out + turn.messages()
 
 
 def _message(item: InputItem, param: str | None) -> chat.Message:

@@ -550,7 +550,9 @@ REQUEST_DECODER = PartialDecoder(
 CONVERSATION_CREATE_DECODER = PartialDecoder(
     ConversationCreate, _ITEM_LISTS, {"items": optional(_items)}
 )
-ITEMS_CREATE_DECODER = PartialDecoder(ItemsCreate, {"items": _RAW_LIST}, {"items": _items})
+ITEMS_CREATE_DECODER = PartialDecoder(
+    ItemsCreate, {"items": Annotated[_RAW_LIST, Meta(max_length=20)]}, {"items": _items}
+)
 # A stored (or OpenAI's own) response: output items of types the gateway does not model kept Raw.
 RESPONSE_DECODER = PartialDecoder(
     Response,
