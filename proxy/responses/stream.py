@@ -82,6 +82,9 @@ ERROR_CODES = frozenset(
         "server_error",
         "rate_limit_exceeded",
         "invalid_prompt",
+        "data_residency_mismatch",
+        "bio_policy",
+        "misalignment_policy_violation",
         "vector_store_timeout",
         "invalid_image",
         "invalid_image_format",
@@ -348,7 +351,7 @@ class ResponsesStream:
     ``start`` (called by the first ``feed`` if not before) gives ``response.created`` and
     ``response.in_progress``; ``finish`` (the chat stream ended) or ``fail`` (it broke) the last
     events. ``sequence_number`` counts every event from 0. After ``finish`` or ``fail`` every
-    call returns no events.
+    call returns no events. ``model`` is the request's until a chunk names the upstream's.
     """
 
     def __init__(
@@ -449,14 +452,17 @@ class ResponsesStream:
 
     def _delta(self, d: Delta, logprobs: msgspec.Raw | None) -> list[StreamEvent]:
         out: list[StreamEvent] = []
-        if d.reasoning_content:
-            out += self._open(_Reasoning, out).delta(d.reasoning_content)
-        if d.thinking_blocks:
-            self._open(_Reasoning, out).blocks += d.thinking_blocks
-        if d.content:
-            out += self._open(_Message, out).text(d.content, logprobs_of(logprobs))
-        if d.refusal:
-            out += self._open(_Message, out).refusal(d.refusal)
+        if d.reasoning_content or d.thinking_blocks:
+            reasoning = self._open(_Reasoning, out)
+            if d.reasoning_content:
+                out += reasoning.delta(d.reasoning_content)
+            reasoning.blocks += d.thinking_blocks or []
+        if d.content or d.refusal:
+            message = self._open(_Message, out)
+            if d.content:
+                out += message.text(d.content, logprobs_of(logprobs))
+            if d.refusal:
+                out += message.refusal(d.refusal)
         for call in d.tool_calls or ():
             out += self._tool_call(call)
         return out

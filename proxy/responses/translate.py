@@ -174,7 +174,9 @@ def _tool(tool: Tool, i: int) -> chat.Tool:
             param=f"tools[{i}]",
             code="unsupported_tool",
         )
-    fn = chat.FunctionDefinition(name=tool.name, strict=tool.strict)
+    fn = chat.FunctionDefinition(name=tool.name)
+    if isinstance(tool.strict, bool):
+        fn.strict = tool.strict
     if isinstance(tool.description, str):
         fn.description = tool.description
     if tool.parameters is not UNSET and bytes(tool.parameters).strip() != b"null":

@@ -3,6 +3,7 @@ sequences and SSE bytes, every event checked by the SDK's models and its stream 
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,10 @@ import httpx2
 import msgspec
 import openai
 import pytest
+from openai.types.responses.response_error import ResponseError
 
 from proxy.responses.envelope import decode_envelope
-from proxy.responses.stream import ResponsesStream, encode_event, encode_events
+from proxy.responses.stream import ERROR_CODES, ResponsesStream, encode_event, encode_events
 from proxy.responses.translate import output_as_input, to_chat
 from proxy.schemas.chat import (
     ChatCompletionChunk,
@@ -423,6 +425,12 @@ def test_fail_keeps_openai_codes_and_closes_an_open_text() -> None:
     ]
     assert as_json(events[0])["text"] == "Hal"
     assert as_json(events[-1])["response"]["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_error_codes_are_the_sdks() -> None:
+    """The codes ``fail`` keeps are exactly those the SDK's ``ResponseError`` accepts."""
+    sdk_codes = typing.get_args(ResponseError.model_fields["code"].annotation)
+    assert set(sdk_codes) == ERROR_CODES
 
 
 def test_max_tool_calls_drops_later_calls_silently() -> None:
