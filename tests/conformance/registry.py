@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from tests.conformance import case_anthropic, case_azure, case_cohere, case_gemini, case_openai
+from tests.conformance import (
+    case_anthropic,
+    case_azure,
+    case_cohere,
+    case_gemini,
+    case_openai,
+    case_vertex,
+)
 from tests.conformance.cases import ProviderCase
 
 __all__ = ["CASES"]
@@ -14,4 +21,6 @@ CASES: list[ProviderCase] = [
     case_anthropic.CASE,
     case_azure.CASE,
     case_azure.ENTRA_CASE,
+    case_vertex.GEMINI_CASE,
+    case_vertex.ANTHROPIC_CASE,
 ]
