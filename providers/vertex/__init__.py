@@ -56,7 +56,6 @@ class VertexProvider:
         self.name = name
         self.settings = settings
         self.operations = frozenset({"chat_completion", "text_completion", "embedding"})
-        self.site = site
         self._google = VertexGemini(name, settings, upstream, site, proxy=proxy)
         self._anthropic = VertexClaude(name, settings, upstream, site, proxy=proxy)
 
