@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import aiohttp
 import msgspec
 from msgspec import UNSET
+from yarl import URL
 
 from providers._keys import KeyRing
 from providers._sse import SSEParser
@@ -85,6 +86,9 @@ class Prepared(msgspec.Struct):
     headers: Mapping[str, str]
     body: bytes
     method: str = "POST"
+    # The URL is percent-encoded exactly as it must be sent (a signed request: SigV4 signs the
+    # path as encoded); otherwise aiohttp's URL normalisation may rewrite it (``%3A`` -> ``:``).
+    encoded_url: bool = False
 
 
 class EmbeddingResult(msgspec.Struct):
@@ -405,7 +409,7 @@ class TranslatingProvider(ABC):
         gateway's error, with the upstream's message."""
         resp = await self._upstream.open(
             prepared.method,
-            prepared.url,
+            URL(prepared.url, encoded=True) if prepared.encoded_url else prepared.url,
             provider=self.name,
             headers=prepared.headers,
             timeout=self._stream_timeout if stream else self._timeout,

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from proxy.errors import GatewayError, UpstreamConnectionError, UpstreamTimeoutError
 
@@ -146,7 +147,7 @@ class Upstream:
     async def open(
         self,
         method: str,
-        url: str,
+        url: str | URL,
         *,
         provider: str,
         headers: Mapping[str, str],
@@ -154,7 +155,11 @@ class Upstream:
         data: Any = None,
         proxy: str | None = None,
     ) -> aiohttp.ClientResponse:
-        """Send a request and return once the response headers are in; the caller releases it."""
+        """Send a request and return once the response headers are in; the caller releases it.
+
+        A ``yarl.URL`` made with ``encoded=True`` goes out byte for byte (a signed request); a
+        string is normalised by yarl first (``%3A`` becomes ``:``).
+        """
         with map_client_errors(provider):
             return await self._session.request(
                 method,

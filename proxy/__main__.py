@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import signal
@@ -66,9 +67,36 @@ def _load(args: argparse.Namespace) -> GatewayConfig:
     return msgspec.structs.replace(config, server=server, logging=logging)
 
 
+# Secret variables some provider may read besides its standard key variable.
+_SECRET_VARIABLES = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_BEARER_TOKEN_BEDROCK",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_CLIENT_SECRET",
+    "GOOGLE_API_KEY",
+    "CO_API_KEY",
+)
+# Credential fields that are identifiers, not secrets.
+_NOT_SECRET = frozenset(
+    {"tenant_id", "client_id", "authority", "scope", "access_key_id", "profile", "region"}
+)
+
+
 def _secrets(config: GatewayConfig) -> list[str]:
+    """Every secret the configuration and environment hold, for the log redactor."""
     values = [k.value for p in config.providers.values() for k in p.keys or ()]
-    values += [os.environ[v] for v in standard_key_variables().values() if os.environ.get(v)]
+    for provider in config.providers.values():
+        for field, value in provider.credentials.items():
+            if field in _NOT_SECRET:
+                continue
+            values.append(value)
+            # A service-account key inline: its private key is the secret part.
+            if value.lstrip().startswith("{"):
+                with contextlib.suppress(ValueError, AttributeError):
+                    values.append(msgspec.json.decode(value).get("private_key") or "")
+    names = [*standard_key_variables().values(), *_SECRET_VARIABLES]
+    values += [os.environ[v] for v in names if os.environ.get(v)]
     values.append(config.auth.master_key)
     return [v for v in values if v]
 

@@ -12,10 +12,11 @@ from middlewares import build_chain
 from providers._upstream import HTTP_SESSION, Upstream, open_session
 from providers.registry import PROVIDERS, build_registry
 from proxy.config import GatewayConfig
-from proxy.keys import CONFIG, DIRECTORY, DRAINING
+from proxy.keys import CONFIG, DIRECTORY, DRAINING, STORE
 from proxy.logging import RequestLine
 from proxy.routes import setup_routes
 from proxy.routes.openai import MODEL_CATALOG, ModelCatalog
+from proxy.store import open_store
 
 __all__ = ["create_app"]
 
@@ -45,10 +46,12 @@ def create_app(
             app[MODEL_CATALOG] = ModelCatalog(
                 {name: p.models_cache_ttl_s for name, p in config.providers.items()}
             )
+            store = app[STORE] = await open_store(config.store)
             try:
                 yield
             finally:
                 await registry.aclose()
+                await store.close()
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(_start_draining)

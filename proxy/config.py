@@ -29,9 +29,11 @@ __all__ = [
     "LoggingConfig",
     "ProviderConfig",
     "ServerConfig",
+    "StoreConfig",
     "StreamingConfig",
     "config_from_env",
     "load_config",
+    "parse_store_url",
     "substitute_env",
 ]
 
@@ -72,6 +74,15 @@ class StreamingConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=
     keepalive_interval_s: float = 10.0
 
 
+class StoreConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Where the gateway keeps stored responses, background jobs and conversations:
+    # ``sqlite:///relative/path`` (from the working directory), ``sqlite:////absolute/path``,
+    # ``sqlite://:memory:`` (tests), or a libpq-style ``postgresql://`` / ``postgres://`` URL.
+    url: str = "sqlite:///./data/thruway.db"
+    # PostgreSQL only: the most connections one gateway instance opens.
+    pool_size: int = 10
+
+
 class KeyConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     value: str
     weight: float = 1.0
@@ -110,6 +121,7 @@ class GatewayConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     auth: AuthConfig = AuthConfig()
     logging: LoggingConfig = LoggingConfig()
     streaming: StreamingConfig = StreamingConfig()
+    store: StoreConfig = StoreConfig()
     providers: dict[str, ProviderConfig] = {}
     # Where the configuration came from, for messages; not a key of the file.
     source: str = "<defaults>"
@@ -201,6 +213,19 @@ def build_config(document: Any, *, source: str) -> GatewayConfig:
     return config
 
 
+def parse_store_url(url: str) -> tuple[Literal["sqlite", "postgresql"], str] | None:
+    """``("sqlite", path)`` (``:memory:`` or a path as written), ``("postgresql", url)``, or None
+    when the URL is neither."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql", url
+    if url == "sqlite://:memory:":
+        return "sqlite", ":memory:"
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        # sqlite:///a/b -> "a/b" (relative); sqlite:////a/b -> "/a/b" (absolute).
+        return "sqlite", url[len("sqlite:///") :]
+    return None
+
+
 def _check(config: GatewayConfig) -> None:
     where = config.source
     if not 0 <= config.server.port <= 65535:
@@ -211,6 +236,14 @@ def _check(config: GatewayConfig) -> None:
         raise ConfigError(
             f"{where}: at $.streaming.keepalive_interval_s: expected a positive number"
         )
+    # The URL is never echoed: a PostgreSQL URL may carry a password.
+    if parse_store_url(config.store.url) is None:
+        raise ConfigError(
+            f"{where}: at $.store.url: expected sqlite:///relative/path, "
+            "sqlite:////absolute/path, sqlite://:memory: or a postgresql:// URL"
+        )
+    if config.store.pool_size < 1:
+        raise ConfigError(f"{where}: at $.store.pool_size: expected at least 1")
     for name, provider in config.providers.items():
         at = f"{where}: at $.providers.{name}"
         if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name):

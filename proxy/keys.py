@@ -16,6 +16,7 @@ from aiohttp import web
 from proxy.config import GatewayConfig
 from proxy.operations import Inbound, Target
 from proxy.schemas.common import BilledUsage
+from proxy.store.base import Store
 
 __all__ = [
     "BODY",
@@ -24,6 +25,7 @@ __all__ = [
     "DRAINING",
     "OUTCOME",
     "REQUEST_ID",
+    "STORE",
     "TARGET",
     "Directory",
     "Outcome",
@@ -65,6 +67,8 @@ CONFIG = web.AppKey("config", GatewayConfig)
 DRAINING = web.AppKey("draining", asyncio.Event)
 # Written by the app at start-up from the provider registry.
 DIRECTORY = web.AppKey("directory", Directory)
+# The durable store (stored responses, background jobs, conversations), opened at start-up.
+STORE = web.AppKey("store", Store)
 
 REQUEST_ID = web.RequestKey("request_id", str)  # request_context
 OUTCOME = web.RequestKey("outcome", Outcome)  # request_context creates; everyone fills in

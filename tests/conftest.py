@@ -76,6 +76,8 @@ async def make_gateway() -> AsyncIterator[MakeGateway]:
     gateways: list[Gateway] = []
 
     async def make(document: dict[str, Any], env: dict[str, str] | None = None) -> Gateway:
+        # Each gateway gets its own in-memory store unless the test names one.
+        document = {"store": {"url": "sqlite://:memory:"}, **document}
         config = build_config(document, source="<test>")
         client: TestClient[Any, Any] = TestClient(TestServer(create_app(config, env=env or {})))
         await client.start_server()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tests.conformance import (
     case_anthropic,
     case_azure,
+    case_bedrock,
     case_cohere,
     case_gemini,
     case_openai,
@@ -21,6 +22,7 @@ CASES: list[ProviderCase] = [
     case_anthropic.CASE,
     case_azure.CASE,
     case_azure.ENTRA_CASE,
+    case_bedrock.CASE,
     case_vertex.GEMINI_CASE,
     case_vertex.ANTHROPIC_CASE,
 ]

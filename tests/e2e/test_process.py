@@ -51,6 +51,7 @@ def _write_config(tmp_path: Path, fake: FakeOpenAI, **sections: Any) -> Path:
         "providers": {
             "openai": {"base_url": fake.base_url, "keys": [{"value": fake.api_key}]},
         },
+        "store": {"url": f"sqlite:///{tmp_path / 'thruway.db'}"},
         **sections,
     }
     path = tmp_path / "thruway.yaml"

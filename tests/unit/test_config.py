@@ -22,6 +22,7 @@ from proxy.config import (
     KeyConfig,
     ProviderConfig,
     ServerConfig,
+    build_config,
     config_from_env,
     load_config,
 )
@@ -390,3 +391,37 @@ async def test_build_registry_refuses_an_unknown_type(tmp_path: Path, upstream: 
     path = _write(tmp_path, "providers:\n  mine:\n    type: nosuch\n    base_url: http://x\n")
     with pytest.raises(ConfigError, match=r"at \$\.providers\.mine: unknown provider type"):
         build_registry(load_config(path, env={}), upstream, env={})
+
+
+def test_credential_secrets_reach_the_log_redactor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credential fields that are secrets, an inline key's private key, and the extra secret
+    variables are all handed to the redactor; identifiers are not."""
+    from proxy.__main__ import _secrets
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-value-1234")
+    config = build_config(
+        {
+            "providers": {
+                "az": {
+                    "type": "openai",
+                    "base_url": "http://127.0.0.1:1/v1",
+                    "keys": [{"value": "sk-key-1234567"}],
+                    "credentials": {"client_id": "client-abc", "client_secret": "shh-secret-99"},
+                },
+                "vx": {
+                    "type": "openai",
+                    "base_url": "http://127.0.0.1:1/v1",
+                    "keys": [{"value": "sk-key-7654321"}],
+                    "credentials": {
+                        "service_account_json": '{"private_key": "-----BEGIN KEY-----x"}'
+                    },
+                },
+            }
+        },
+        source="<test>",
+    )
+    got = _secrets(config)
+    assert "shh-secret-99" in got
+    assert "-----BEGIN KEY-----x" in got
+    assert "aws-secret-value-1234" in got
+    assert "client-abc" not in got
