@@ -94,6 +94,14 @@ class GoogleToken:
                     creds = await asyncio.to_thread(self._refresh)
         return f"Bearer {creds.token}"
 
+    def discard(self, authorization: str) -> None:
+        """Forget the token of ``authorization`` (``Bearer <token>``) after the API refused it
+        (revoked, or expired early): the next request fetches a new one instead of reusing it
+        until its announced expiry."""
+        creds = self._credentials
+        if creds is not None and creds.token and authorization == f"Bearer {creds.token}":
+            creds.token = None
+
     def _refresh(self) -> Any:
         """Runs in a worker thread: build the credentials once, then fetch a token."""
         try:

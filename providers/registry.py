@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from providers import anthropic, azure, bedrock, cohere, compat, gemini, openai
+from providers import anthropic, azure, bedrock, cohere, compat, gemini, openai, vertex
 from providers._types import BuildContext, ProviderType
 from providers._upstream import Upstream
 from providers.base import Provider
@@ -34,6 +34,7 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
     **anthropic.TYPES,
     **azure.TYPES,
     **bedrock.TYPES,
+    **vertex.TYPES,
 }
 
 

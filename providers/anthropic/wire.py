@@ -174,8 +174,11 @@ class Metadata(_Out):
     user_id: str
 
 
-class MessagesRequest(_Out):
-    model: str
+class MessagesRequest(_Out, kw_only=True):
+    # Vertex AI and Bedrock name the model in the URL and take the version in the body
+    # (``anthropic_version``) instead: there ``model`` is unset.
+    anthropic_version: str | UnsetType = UNSET
+    model: str | UnsetType = UNSET
     max_tokens: int
     messages: list[MessageParam]
     system: str | list[TextBlock] | UnsetType = UNSET

@@ -9,6 +9,7 @@ from tests.conformance import (
     case_cohere,
     case_gemini,
     case_openai,
+    case_vertex,
 )
 from tests.conformance.cases import ProviderCase
 
@@ -22,4 +23,6 @@ CASES: list[ProviderCase] = [
     case_azure.CASE,
     case_azure.ENTRA_CASE,
     case_bedrock.CASE,
+    case_vertex.GEMINI_CASE,
+    case_vertex.ANTHROPIC_CASE,
 ]

@@ -179,7 +179,10 @@ class FakeAnthropic(FakeServer):
             return scripted
         body = ex.rec.json
         try:
-            _check_request(body, self.signatures, ex.request.headers["anthropic-version"])
+            # check_auth refused a request without the header; Vertex AI (which reuses this
+            # rendering) takes the version in the body instead.
+            version = ex.request.headers.get("anthropic-version", VERSION)
+            _check_request(body, self.signatures, version)
         except _Refused as refused:
             return self._error(refused.status, refused.type, refused.message)
         turn = ex.turn
