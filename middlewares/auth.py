@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from proxy.errors import AuthenticationError
+from proxy.keys import OWNER
 from proxy.operations import operation_of
 
-__all__ = ["auth_middleware", "presented_key"]
+__all__ = ["auth_middleware", "owner_of_key", "presented_key"]
+
+
+def owner_of_key(key: str) -> str:
+    """The owner of what a key's requests store: a digest, so the key itself is never stored."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -41,6 +48,7 @@ def auth_middleware(*, master_key: str) -> Middleware | None:
             )
         if not hmac.compare_digest(key.encode(), expected):
             raise AuthenticationError("Invalid API key.")
+        request[OWNER] = owner_of_key(key)
         return await handler(request)
 
     return auth

@@ -24,6 +24,7 @@ __all__ = [
     "DIRECTORY",
     "DRAINING",
     "OUTCOME",
+    "OWNER",
     "REQUEST_ID",
     "STORE",
     "TARGET",
@@ -73,4 +74,6 @@ STORE = web.AppKey("store", Store)
 REQUEST_ID = web.RequestKey("request_id", str)  # request_context
 OUTCOME = web.RequestKey("outcome", Outcome)  # request_context creates; everyone fills in
 BODY = web.RequestKey("body", Inbound)  # decode
+# Who stored data belongs to: a digest of the caller's key (auth); absent without auth.
+OWNER = web.RequestKey("owner", str)  # auth
 TARGET = web.RequestKey("target", Target)  # fallback, once per attempt

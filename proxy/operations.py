@@ -17,6 +17,7 @@ from proxy.schemas.audio import SpeechRequest, TranscriptionRequest
 from proxy.schemas.chat import ChatRequest
 from proxy.schemas.completions import CompletionRequest
 from proxy.schemas.embeddings import EmbeddingRequest
+from proxy.schemas.responses import ResponsesRequest
 
 __all__ = [
     "CHAT",
@@ -24,8 +25,10 @@ __all__ = [
     "EMBEDDING",
     "LIST_MODELS",
     "OPERATIONS",
+    "RESPONSES",
     "ROUTE_OPERATIONS",
     "SPEECH",
+    "STATEFUL",
     "TRANSCRIPTION",
     "Inbound",
     "Operation",
@@ -64,8 +67,12 @@ EMBEDDING = Operation("embedding", "json")
 SPEECH = Operation("speech", "json")
 TRANSCRIPTION = Operation("transcription", "multipart")
 LIST_MODELS = Operation("list_models", "none", routed=False)
+RESPONSES = Operation("responses", "json")
+# Routes that read or change what the gateway stored (responses, conversations): they need the
+# caller's key like inference routes, and read their own bodies.
+STATEFUL = Operation("stored_state", "none", routed=False)
 
-OPERATIONS = (CHAT, COMPLETION, EMBEDDING, SPEECH, TRANSCRIPTION, LIST_MODELS)
+OPERATIONS = (CHAT, COMPLETION, EMBEDDING, SPEECH, TRANSCRIPTION, LIST_MODELS, RESPONSES, STATEFUL)
 
 SCHEMAS: dict[str, type[Any]] = {
     CHAT.name: ChatRequest,
@@ -73,6 +80,7 @@ SCHEMAS: dict[str, type[Any]] = {
     EMBEDDING.name: EmbeddingRequest,
     SPEECH.name: SpeechRequest,
     TRANSCRIPTION.name: TranscriptionRequest,
+    RESPONSES.name: ResponsesRequest,
 }
 
 
