@@ -11,7 +11,15 @@ from aiohttp.typedefs import Handler, Middleware
 
 from proxy.errors import InvalidRequestError
 from proxy.keys import BODY, OUTCOME
-from proxy.operations import RESPONSES, SCHEMAS, Inbound, Operation, Upload, operation_of
+from proxy.operations import (
+    INPUT_TOKENS,
+    RESPONSES,
+    SCHEMAS,
+    Inbound,
+    Operation,
+    Upload,
+    operation_of,
+)
 from proxy.schemas.responses import REQUEST_DECODER
 
 __all__ = ["decode_middleware"]
@@ -19,7 +27,7 @@ __all__ = ["decode_middleware"]
 _RAW = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _TYPED: dict[str, Any] = {name: msgspec.json.Decoder(schema) for name, schema in SCHEMAS.items()}
 # Responses items and tools need a decoder of their own (messages may leave out ``type``).
-_TYPED[RESPONSES.name] = REQUEST_DECODER
+_TYPED[RESPONSES.name] = _TYPED[INPUT_TOKENS.name] = REQUEST_DECODER
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from proxy.errors import GatewayError, InvalidRequestError
-from proxy.keys import BODY, DIRECTORY, OUTCOME, TARGET, Directory
+from proxy.keys import BODY, DIRECTORY, OUTCOME, TARGET, Directory, Outcome
 from proxy.operations import Target
 
-__all__ = ["ProviderUnavailableError", "fallback_middleware", "resolve_targets"]
+__all__ = [
+    "ProviderUnavailableError",
+    "fallback_middleware",
+    "resolve_targets",
+    "with_fallbacks",
+]
 
 log = structlog.get_logger("thruway.fallback")
+_T = TypeVar("_T")
 
 
 class ProviderUnavailableError(GatewayError):
@@ -57,6 +66,42 @@ def resolve_targets(model: str, fallbacks: list[str], directory: Directory) -> l
     return targets
 
 
+async def with_fallbacks(
+    targets: list[Target],
+    directory: Directory,
+    outcome: Outcome,
+    attempt: Callable[[Target], Awaitable[_T]],
+) -> _T:
+    """``attempt`` each target in turn until one succeeds or an error does not allow moving on
+    (the caller's own mistake, or a failure after the first byte); ``outcome`` records each."""
+    first_error: GatewayError | None = None
+    for target in targets:
+        outcome.attempts += 1
+        outcome.fallback_index = target.index
+        outcome.provider, outcome.model = target.provider, target.model
+        try:
+            if target.provider not in directory.available:
+                reason = directory.unavailable.get(target.provider, "it is not configured")
+                raise ProviderUnavailableError(
+                    f"Provider `{target.provider}` cannot serve requests: {reason}."
+                )
+            return await attempt(target)
+        except GatewayError as exc:
+            outcome.failures.append(f"{target.label}: {exc.status} {exc.type}")
+            if first_error is None:
+                first_error = exc
+            if not exc.allow_fallback or target is targets[-1]:
+                raise _final(first_error, exc, outcome.failures) from None
+            log.warning(
+                "attempt_failed",
+                target=target.label,
+                status=exc.status,
+                error_type=exc.type,
+                next=targets[target.index + 1].label,
+            )
+    raise AssertionError("unreachable: the last target re-raises")
+
+
 def fallback_middleware() -> Middleware:
     @web.middleware
     async def fallback(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -64,35 +109,13 @@ def fallback_middleware() -> Middleware:
         if inbound is None:
             return await handler(request)
         directory = request.app[DIRECTORY]
-        outcome = request[OUTCOME]
         targets = resolve_targets(inbound.model, inbound.fallbacks, directory)
-        first_error: GatewayError | None = None
-        for target in targets:
+
+        async def attempt(target: Target) -> web.StreamResponse:
             request[TARGET] = target
-            outcome.attempts += 1
-            outcome.fallback_index = target.index
-            outcome.provider, outcome.model = target.provider, target.model
-            try:
-                if target.provider not in directory.available:
-                    reason = directory.unavailable.get(target.provider, "it is not configured")
-                    raise ProviderUnavailableError(
-                        f"Provider `{target.provider}` cannot serve requests: {reason}."
-                    )
-                return await handler(request)
-            except GatewayError as exc:
-                outcome.failures.append(f"{target.label}: {exc.status} {exc.type}")
-                if first_error is None:
-                    first_error = exc
-                if not exc.allow_fallback or target is targets[-1]:
-                    raise _final(first_error, exc, outcome.failures) from None
-                log.warning(
-                    "attempt_failed",
-                    target=target.label,
-                    status=exc.status,
-                    error_type=exc.type,
-                    next=targets[target.index + 1].label,
-                )
-        raise AssertionError("unreachable: the last target re-raises")
+            return await handler(request)
+
+        return await with_fallbacks(targets, directory, request[OUTCOME], attempt)
 
     return fallback
 

@@ -14,6 +14,8 @@ from providers.registry import PROVIDERS, build_registry
 from proxy.config import GatewayConfig
 from proxy.keys import CONFIG, DIRECTORY, DRAINING, STORE
 from proxy.logging import RequestLine
+from proxy.respond.handlers import BACKGROUND
+from proxy.respond.worker import BackgroundWorker
 from proxy.routes import setup_routes
 from proxy.routes.openai import MODEL_CATALOG, ModelCatalog
 from proxy.store import open_store
@@ -47,9 +49,14 @@ def create_app(
                 {name: p.models_cache_ttl_s for name, p in config.providers.items()}
             )
             store = app[STORE] = await open_store(config.store)
+            worker = app[BACKGROUND] = BackgroundWorker(
+                store, registry, registry.directory, config.store
+            )
             try:
+                await worker.start()
                 yield
             finally:
+                await worker.stop()
                 await registry.aclose()
                 await store.close()
 

@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
@@ -81,6 +81,13 @@ class StoreConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True
     url: str = "sqlite:///./data/thruway.db"
     # PostgreSQL only: the most connections one gateway instance opens.
     pool_size: int = 10
+    # Background responses: how many one instance runs at once; how long a claim on one lasts
+    # unless renewed (a crashed instance's work is taken over when it ends); how many times one
+    # is started before it is failed; how often idle instances look for queued work.
+    background_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 8
+    lease_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 3
+    poll_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
 
 
 class KeyConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -18,12 +18,12 @@ from providers.base import ByteStream, Call, EventStream, JSONReply
 from providers.registry import PROVIDERS
 from proxy.errors import GatewayError, UnsupportedCapabilityError
 from proxy.keys import BODY, CONFIG, OUTCOME, REQUEST_ID, TARGET, Outcome
-from proxy.operations import OPERATIONS, Inbound
+from proxy.operations import OPERATIONS, Inbound, Target
 from proxy.schemas.common import BilledUsage, ExtraFields
 from proxy.schemas.errors import ErrorBody, ErrorEnvelope
 from proxy.sse import DONE, KeepAlive, event, event_batch, open_event_stream
 
-__all__ = ["dispatch", "splice_extra_fields"]
+__all__ = ["dispatch", "error_envelope", "extra_fields", "splice_extra_fields"]
 
 log = structlog.get_logger("thruway.dispatch")
 _encode = msgspec.json.Encoder().encode
@@ -80,16 +80,29 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return await _byte_stream(request, reply, headers, outcome)
 
 
-def _extra_fields(call: Call, usage: BilledUsage | None, latency: float) -> ExtraFields:
+def extra_fields(
+    inbound: Inbound, target: Target, usage: BilledUsage | None, latency: float
+) -> ExtraFields:
+    """What a response says of how the gateway served it (``extra_fields``)."""
     return ExtraFields(
-        provider=call.target.provider,
-        request_type=call.inbound.op.name,
-        model_requested=call.inbound.model,
-        model_params=_model_params(call.inbound),
+        provider=target.provider,
+        request_type=inbound.op.name,
+        model_requested=inbound.model,
+        model_params=_model_params(inbound),
         latency=latency,
         billed_usage=usage,
-        fallback_index=call.target.index,
+        fallback_index=target.index,
     )
+
+
+def _extra_fields(call: Call, usage: BilledUsage | None, latency: float) -> ExtraFields:
+    return extra_fields(call.inbound, call.target, usage, latency)
+
+
+def error_envelope(exc: GatewayError) -> ErrorEnvelope:
+    """The unified error body of ``exc`` (sent as an event once a stream has begun)."""
+    inner = msgspec.Raw(exc.innererror) if exc.innererror else msgspec.UNSET
+    return ErrorEnvelope(ErrorBody(exc.message, exc.type, exc.param, exc.code, inner))
 
 
 def _json_response(
@@ -151,10 +164,8 @@ async def _event_stream(
         # Past the first byte there is no status to change: the error travels as an event.
         log.warning("stream_failed", status=exc.status, error_type=exc.type, error=exc.message)
         outcome.failures.append(f"{request[TARGET].label}: {exc.status} {exc.type} mid-stream")
-        inner = msgspec.Raw(exc.innererror) if exc.innererror else msgspec.UNSET
-        body = ErrorEnvelope(ErrorBody(exc.message, exc.type, exc.param, exc.code, inner))
         with contextlib.suppress(ConnectionError):
-            await response.write(event(_encode(body)))
+            await response.write(event(_encode(error_envelope(exc))))
     except ConnectionError:
         # The client went away between two events: nothing more to send, nobody to tell.
         outcome.client_disconnected = True

@@ -23,6 +23,7 @@ __all__ = [
     "CHAT",
     "COMPLETION",
     "EMBEDDING",
+    "INPUT_TOKENS",
     "LIST_MODELS",
     "OPERATIONS",
     "RESPONSES",
@@ -68,11 +69,23 @@ SPEECH = Operation("speech", "json")
 TRANSCRIPTION = Operation("transcription", "multipart")
 LIST_MODELS = Operation("list_models", "none", routed=False)
 RESPONSES = Operation("responses", "json")
+# ``POST /v1/responses/input_tokens``: a Responses request whose input tokens are counted.
+INPUT_TOKENS = Operation("input_tokens", "json")
 # Routes that read or change what the gateway stored (responses, conversations): they need the
 # caller's key like inference routes, and read their own bodies.
 STATEFUL = Operation("stored_state", "none", routed=False)
 
-OPERATIONS = (CHAT, COMPLETION, EMBEDDING, SPEECH, TRANSCRIPTION, LIST_MODELS, RESPONSES, STATEFUL)
+OPERATIONS = (
+    CHAT,
+    COMPLETION,
+    EMBEDDING,
+    SPEECH,
+    TRANSCRIPTION,
+    LIST_MODELS,
+    RESPONSES,
+    INPUT_TOKENS,
+    STATEFUL,
+)
 
 SCHEMAS: dict[str, type[Any]] = {
     CHAT.name: ChatRequest,
@@ -81,6 +94,7 @@ SCHEMAS: dict[str, type[Any]] = {
     SPEECH.name: SpeechRequest,
     TRANSCRIPTION.name: TranscriptionRequest,
     RESPONSES.name: ResponsesRequest,
+    INPUT_TOKENS.name: ResponsesRequest,
 }
 
 

@@ -8,10 +8,14 @@ provider) at ``fake_backup``. Tests that need another configuration call ``make_
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import openai
 import pytest
 import structlog
@@ -52,6 +56,50 @@ class Gateway:
             else:
                 sdk.close()
         await self.client.close()
+
+
+_PG_URLS = (
+    "postgresql://postgres@127.0.0.1:5432/test",
+    "postgresql://root@127.0.0.1:5432/test",
+)
+
+
+async def _reachable_postgres() -> str | None:
+    configured = os.environ.get("THRUWAY_TEST_POSTGRES_URL")
+    for url in (configured,) if configured else _PG_URLS:
+        try:
+            conn = await asyncpg.connect(url, timeout=5)
+        except (TimeoutError, OSError, asyncpg.PostgresError):
+            continue
+        await conn.close()
+        return url
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A gateway store URL on each backend: a SQLite file, or a PostgreSQL schema of its own
+    (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'thruway.db'}"
+        return
+    url = await _reachable_postgres()
+    if url is None:
+        pytest.skip("no PostgreSQL server answered (set THRUWAY_TEST_POSTGRES_URL)")
+    schema = f"thruway_e2e_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await conn.close()
+    try:
+        yield f"{url}?search_path={schema}"
+    finally:
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
 
 
 @pytest.fixture

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.routes import health, openai
+from proxy.routes import health, openai, responses
 
 __all__ = ["setup_routes"]
 
 
 def setup_routes(app: web.Application) -> None:
     openai.setup(app)
+    responses.setup(app)
     health.setup(app)

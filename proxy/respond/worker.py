@@ -1,0 +1,360 @@
+"""The background worker: runs ``background: true`` responses, durably.
+
+Each gateway instance runs one. It claims queued responses from the store (atomically across
+instances) up to ``store.background_concurrency`` at a time, and holds each under a lease it
+renews every third of ``store.lease_s``. A renewal also notices a cancel asked of another
+instance. A streamed response's events go to the store as they come, and local followers are
+woken at once (followers on other instances poll).
+
+What survives a stop: on a clean shutdown each running response's lease is ended at once, so the
+next instance to start (or any running one) takes it over; after a crash the lease runs out by
+itself. :meth:`Store.recover_expired` puts such a response back in the queue, or fails it once it
+has been started ``store.max_attempts`` times. Writes are fenced by the lease: a worker that lost
+its lease cannot overwrite the next attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import time
+
+import msgspec
+import structlog
+
+from middlewares.fallback import resolve_targets, with_fallbacks
+from providers.registry import Registry
+from proxy.config import StoreConfig
+from proxy.errors import GatewayError, UpstreamError
+from proxy.keys import Directory, Outcome
+from proxy.operations import Target
+from proxy.respond.prepare import Prepared
+from proxy.respond.run import Attempt, EventRun, Frame, answer, error_code, open_events, own
+from proxy.respond.save import append_to_conversation, prepared_from_record
+from proxy.responses.output import new_response
+from proxy.schemas.response_events import ResponseFailed
+from proxy.schemas.responses import Response, ResponseError, ResponseStatus
+from proxy.store import ResponseRecord, Store
+
+__all__ = ["BackgroundWorker", "Notifier"]
+
+log = structlog.get_logger("thruway.background")
+_encode = msgspec.json.Encoder().encode
+
+
+class Notifier:
+    """Wakes whoever waits on a response id (followers of a background stream)."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    async def wait(self, key: str, timeout: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._waiters[key]
+
+    def notify(self, key: str) -> None:
+        for fut in self._waiters.pop(key, []):
+            if not fut.done():
+                fut.set_result(None)
+
+
+class _Job:
+    """One claimed response while it runs."""
+
+    def __init__(self, rec: ResponseRecord, worker: str, prep: Prepared) -> None:
+        self.rec = rec
+        self.worker = worker
+        self.prep = prep
+        self.run: EventRun | None = None
+        self.next_seq = 0
+        self.cancel_asked = False
+
+    def snapshot(self, status: ResponseStatus) -> Response:
+        if self.run is not None:
+            return self.run.snapshot(status)
+        return own(
+            new_response(
+                self.prep.req,
+                response_id=self.prep.response_id,
+                created_at=self.prep.created_at,
+                status=status,
+            ),
+            self.prep,
+        )
+
+
+class BackgroundWorker:
+    def __init__(
+        self, store: Store, registry: Registry, directory: Directory, config: StoreConfig
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._directory = directory
+        self._config = config
+        self._instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.notifier = Notifier()
+        self._jobs: dict[str, tuple[_Job, asyncio.Task[None]]] = {}
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._recover()
+        self._loop_task = asyncio.create_task(self._poll(), name="thruway-background")
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        tasks = [task for _, task in self._jobs.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def wake(self) -> None:
+        """New work was queued here: claim it now rather than at the next poll."""
+        self._wake.set()
+
+    async def cancel(self, response_id: str, timeout: float = 5.0) -> None:
+        """Cancel a response this instance runs, and wait (a little) until it has settled."""
+        got = self._jobs.get(response_id)
+        if got is None:
+            return
+        job, task = got
+        job.cancel_asked = True
+        task.cancel()
+        await asyncio.wait([task], timeout=timeout)
+
+    # --- claiming -----------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        try:
+            got = await self._store.recover_expired(max_attempts=self._config.max_attempts)
+        except Exception as exc:
+            log.error("background_recovery_failed", error_type=type(exc).__name__, error=str(exc))
+            return
+        if got.requeued or got.failed or got.cancelled:
+            log.warning(
+                "background_recovered",
+                requeued=len(got.requeued),
+                failed=len(got.failed),
+                cancelled=len(got.cancelled),
+            )
+            for rid in [*got.failed, *got.cancelled]:
+                self.notifier.notify(rid)
+
+    async def _poll(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_recovery = loop.time() + self._config.lease_s / 2
+        while True:
+            try:
+                while len(self._jobs) < self._config.background_concurrency:
+                    worker = f"{self._instance}-{secrets.token_hex(4)}"
+                    rec = await self._store.claim_next(worker, self._config.lease_s)
+                    if rec is None:
+                        break
+                    self._start_job(rec, worker)
+                if loop.time() >= next_recovery:
+                    await self._recover()
+                    next_recovery = loop.time() + self._config.lease_s / 2
+            except Exception as exc:
+                log.error("background_poll_failed", error_type=type(exc).__name__, error=str(exc))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._config.poll_interval_s)
+
+    def _start_job(self, rec: ResponseRecord, worker: str) -> None:
+        try:
+            prep = prepared_from_record(rec)
+        except (msgspec.DecodeError, ValueError) as exc:
+            log.error("background_unreadable", response_id=rec.id, error=str(exc))
+            prep = None
+        job = _Job(rec, worker, prep) if prep is not None else None
+        task = asyncio.create_task(self._run(job) if job else self._unreadable(rec, worker))
+        if job is not None:
+            self._jobs[rec.id] = (job, task)
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._jobs.pop(rec.id, None)
+            self._wake.set()
+
+        task.add_done_callback(done)
+
+    async def _unreadable(self, rec: ResponseRecord, worker: str) -> None:
+        error = ResponseError(
+            code="server_error", message="The stored request could not be read back."
+        )
+        await self._store.update_response(
+            rec.id,
+            status="failed",
+            error=_encode(error),
+            lease_owner=None,
+            lease_until=None,
+            worker=worker,
+        )
+
+    # --- running ------------------------------------------------------------------------------
+
+    async def _run(self, job: _Job) -> None:
+        rid = job.rec.id
+        task = asyncio.current_task()
+        assert task is not None
+        keeper = asyncio.create_task(self._keep_lease(job, task))
+        outcome = Outcome(model_requested=job.prep.req.model, stream=job.rec.stream)
+        final: Response | None = None
+        try:
+            final = await self._attempts(job, outcome)
+            await self._finish(job, final)
+        except asyncio.CancelledError:
+            if job.cancel_asked:
+                final = job.snapshot("cancelled")
+                await asyncio.shield(self._finish(job, final))
+            else:
+                # Shutting down, or the lease was lost: whoever holds the work next runs it.
+                await asyncio.shield(self._release(job))
+            raise
+        except GatewayError as exc:
+            final = job.snapshot("failed")
+            final.error = ResponseError(code=error_code(exc), message=exc.message)
+            await self._fail(job, final)
+        except Exception as exc:
+            log.error(
+                "background_failed", response_id=rid, error_type=type(exc).__name__, error=str(exc)
+            )
+            final = job.snapshot("failed")
+            final.error = ResponseError(
+                code="server_error", message="The gateway failed while running the response."
+            )
+            await self._fail(job, final)
+        finally:
+            keeper.cancel()
+            self._log(job, outcome, final)
+
+    async def _attempts(self, job: _Job, outcome: Outcome) -> Response:
+        prep = job.prep
+        fallbacks = prep.req.fallbacks if isinstance(prep.req.fallbacks, list) else []
+        targets = resolve_targets(prep.req.model, fallbacks, self._directory)
+        ask = Attempt(request_id=f"bg-{job.rec.id}-{job.rec.attempts}", client_headers={})
+
+        async def attempt(target: Target) -> Response:
+            provider = self._registry[target.provider]
+            if not job.rec.stream:
+                got = await answer(provider, prep, target, ask)
+                outcome.usage = got.usage
+                return got.response
+            return await self._stream(job, target, ask, outcome)
+
+        return await with_fallbacks(targets, self._directory, outcome, attempt)
+
+    async def _stream(self, job: _Job, target: Target, ask: Attempt, outcome: Outcome) -> Response:
+        run = await open_events(self._registry[target.provider], job.prep, target, ask)
+        job.run = run
+        try:
+            batch = await run.next()  # a failure here lets the next target try
+            while batch is not None:
+                await self._append(job, batch)
+                try:
+                    batch = await run.next()
+                except GatewayError as exc:
+                    await self._append(job, run.fail(exc))
+                    break
+            if run.final is None:
+                cut = UpstreamError(
+                    "The upstream ended the stream before the response was complete.",
+                    status=502,
+                    provider=target.provider,
+                )
+                await self._append(job, run.fail(cut))
+        finally:
+            await run.aclose()
+            outcome.usage = run.usage
+        assert run.final is not None
+        return run.final
+
+    async def _append(self, job: _Job, frames: list[Frame]) -> None:
+        if not frames:
+            return
+        await self._store.append_events(
+            job.rec.id, [(seq, data) for seq, _, data in frames], worker=job.worker
+        )
+        job.next_seq = frames[-1][0] + 1
+        self.notifier.notify(job.rec.id)
+
+    async def _finish(self, job: _Job, final: Response) -> None:
+        await self._store.update_response(
+            job.rec.id,
+            status=final.status,
+            response=_encode(final),
+            error=_encode(final.error) if final.error is not None else None,
+            lease_owner=None,
+            lease_until=None,
+            worker=job.worker,
+        )
+        await append_to_conversation(self._store, job.prep, final)
+        self.notifier.notify(job.rec.id)
+
+    async def _fail(self, job: _Job, final: Response) -> None:
+        if job.rec.stream:
+            # Followers of the stream learn it from the stream itself.
+            event = ResponseFailed(sequence_number=job.next_seq, response=final)
+            with contextlib.suppress(Exception):
+                await self._append(job, [Frame(job.next_seq, "response.failed", _encode(event))])
+        await self._finish(job, final)
+
+    async def _release(self, job: _Job) -> None:
+        """End the lease now, so that recovery hands the response on without waiting."""
+        with contextlib.suppress(Exception):
+            await self._store.update_response(
+                job.rec.id, lease_until=time.time() - 1, worker=job.worker
+            )
+
+    async def _keep_lease(self, job: _Job, task: asyncio.Task[None]) -> None:
+        every = self._config.lease_s / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if not await self._store.renew_lease(job.rec.id, job.worker, self._config.lease_s):
+                    log.warning("background_lease_lost", response_id=job.rec.id)
+                    task.cancel()
+                    return
+                rec = await self._store.get_response(job.rec.id, job.rec.owner)
+            except Exception as exc:
+                log.error(
+                    "background_renewal_failed", error_type=type(exc).__name__, error=str(exc)
+                )
+                continue
+            if rec is None or rec.cancel_requested:
+                job.cancel_asked = rec is not None
+                task.cancel()
+                return
+
+    def _log(self, job: _Job, outcome: Outcome, final: Response | None) -> None:
+        fields: dict[str, object] = {
+            "response_id": job.rec.id,
+            "status": final.status if final is not None else "interrupted",
+            "provider": outcome.provider,
+            "model": outcome.model,
+            "attempts": outcome.attempts,
+            "run": job.rec.attempts,
+        }
+        if outcome.usage is not None:
+            fields["input_tokens"] = outcome.usage.prompt_tokens
+            fields["output_tokens"] = outcome.usage.completion_tokens
+        if outcome.failures:
+            fields["failures"] = outcome.failures
+        log.info("background_response", **fields)

@@ -1,0 +1,468 @@
+"""The Responses API through the official openai SDK, for providers served through translation
+(Anthropic, Gemini) and natively (OpenAI), on SQLite and on PostgreSQL.
+
+Each test runs against every (provider, store) pair: the fake upstream is scripted with neutral
+turns, and what it received is checked in its own wire format where it matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import Gateway, MakeGateway
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.base import FakeServer
+from tests.fakes.gemini import API_KEY as GEMINI_KEY
+from tests.fakes.gemini import FakeGemini
+from tests.fakes.script import ToolCallSpec, Turn
+
+ANTHROPIC_KEY = "sk-ant-fake-responses"
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather for a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+
+
+@dataclass
+class Upstream:
+    name: str
+    fake: FakeServer
+    model: str
+    config: dict[str, Any]
+    # The text of every message the upstream received in its last request, oldest first.
+    texts: Callable[[Any], list[str]]
+
+
+def _anthropic_texts(body: Any) -> list[str]:
+    out = []
+    for message in body["messages"]:
+        content = message["content"]
+        if isinstance(content, str):
+            out.append(content)
+            continue
+        for block in content:
+            if block["type"] == "text":
+                out.append(block["text"])
+            elif block["type"] == "tool_use":
+                out.append(f"call:{block['id']}:{block['name']}")
+            elif block["type"] == "tool_result":
+                inner = block["content"]
+                text = inner if isinstance(inner, str) else "".join(b["text"] for b in inner)
+                out.append(f"result:{block['tool_use_id']}:{text}")
+    return out
+
+
+def _gemini_texts(body: Any) -> list[str]:
+    out = []
+    for content in body["contents"]:
+        for part in content["parts"]:
+            if "text" in part and not part.get("thought"):
+                out.append(part["text"])
+            elif "functionCall" in part:
+                out.append(f"call:{part['functionCall']['name']}")
+            elif "functionResponse" in part:
+                response = part["functionResponse"]["response"]
+                out.append(f"result:{part['functionResponse']['name']}:{json.dumps(response)}")
+    return out
+
+
+@pytest.fixture(params=["anthropic", "gemini"])
+async def upstream(request: pytest.FixtureRequest) -> AsyncIterator[Upstream]:
+    if request.param == "anthropic":
+        fake: FakeServer = await FakeAnthropic(api_key=ANTHROPIC_KEY).start()
+        made = Upstream(
+            "anthropic",
+            fake,
+            "anthropic/claude-sonnet-4-5",
+            {"base_url": fake.base_url, "keys": [{"value": ANTHROPIC_KEY}]},  # type: ignore[attr-defined]
+            _anthropic_texts,
+        )
+    else:
+        fake = await FakeGemini().start()
+        made = Upstream(
+            "gemini",
+            fake,
+            "gemini/gemini-2.5-flash",
+            {"base_url": fake.base_url, "keys": [{"value": GEMINI_KEY}]},  # type: ignore[attr-defined]
+            _gemini_texts,
+        )
+    try:
+        yield made
+    finally:
+        await fake.close()
+
+
+@dataclass
+class Env:
+    up: Upstream
+    gateway: Gateway
+    sdk: openai.AsyncOpenAI
+
+    @property
+    def model(self) -> str:
+        return self.up.model
+
+    def sent(self, index: int = -1) -> list[str]:
+        return self.up.texts(self.up.fake.requests[index].json)
+
+
+@pytest.fixture
+async def env(make_gateway: MakeGateway, upstream: Upstream, store_url: str) -> Env:
+    gateway = await make_gateway(
+        {
+            "providers": {upstream.name: upstream.config},
+            "store": {"url": store_url, "poll_interval_s": 0.05, "lease_s": 2},
+        }
+    )
+    return Env(upstream, gateway, gateway.sdk())
+
+
+def script(env: Env, *turns: Turn) -> None:
+    env.up.fake.script(*turns)
+
+
+async def wait_for(env: Env, response_id: str, *statuses: str, timeout: float = 10) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        got = await env.sdk.responses.retrieve(response_id)
+        if got.status in statuses:
+            return got
+        assert asyncio.get_running_loop().time() < deadline, f"still {got.status}"
+        await asyncio.sleep(0.05)
+
+
+# --- one turn ---------------------------------------------------------------------------------
+
+
+async def test_text_answer_is_stored_and_retrievable(env: Env) -> None:
+    script(env, Turn(text="Paris is the capital.", prompt_tokens=21, completion_tokens=6))
+    resp = await env.sdk.responses.create(
+        model=env.model,
+        input="What is the capital of France?",
+        instructions="Answer briefly.",
+        metadata={"case": "text"},
+    )
+    assert resp.status == "completed"
+    assert resp.output_text == "Paris is the capital."
+    assert resp.id.startswith("resp_")
+    assert resp.instructions == "Answer briefly."
+    assert resp.metadata == {"case": "text"}
+    assert resp.usage is not None
+    assert (resp.usage.input_tokens, resp.usage.output_tokens) == (21, 6)
+    extra = resp.model_extra or {}
+    assert extra["extra_fields"]["provider"] == env.up.name
+    assert extra["extra_fields"]["request_type"] == "responses"
+    assert env.sent() == ["What is the capital of France?"]
+
+    again = await env.sdk.responses.retrieve(resp.id)
+    assert again.output_text == "Paris is the capital."
+    assert again.status == "completed"
+    items = await env.sdk.responses.input_items.list(resp.id)
+    assert [i.type for i in items.data] == ["message"]
+    assert items.data[0].content[0].text == "What is the capital of France?"  # type: ignore[union-attr]
+
+
+async def test_unstored_response_is_not_kept(env: Env) -> None:
+    resp = await env.sdk.responses.create(model=env.model, input="Hi", store=False)
+    assert resp.store is False
+    with pytest.raises(openai.NotFoundError):
+        await env.sdk.responses.retrieve(resp.id)
+
+
+async def test_delete(env: Env) -> None:
+    resp = await env.sdk.responses.create(model=env.model, input="Hi")
+    await env.sdk.responses.delete(resp.id)
+    with pytest.raises(openai.NotFoundError):
+        await env.sdk.responses.retrieve(resp.id)
+    with pytest.raises(openai.NotFoundError):
+        await env.sdk.responses.delete(resp.id)
+
+
+async def test_structured_output(env: Env) -> None:
+    script(env, Turn(text='{"city": "Paris", "population": 2102650}'))
+    resp = await env.sdk.responses.create(
+        model=env.model,
+        input="Biggest French city, as JSON.",
+        text={
+            "format": {
+                "type": "json_schema",
+                "name": "city",
+                "strict": True,
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "city": {"type": "string"},
+                        "population": {"type": "integer"},
+                    },
+                    "required": ["city", "population"],
+                    "additionalProperties": False,
+                },
+            }
+        },
+    )
+    assert json.loads(resp.output_text) == {"city": "Paris", "population": 2102650}
+    fmt = resp.text.format  # type: ignore[union-attr]
+    assert fmt.type == "json_schema"
+    sent = json.dumps(env.up.fake.requests[-1].json)
+    assert "population" in sent  # the schema reached the upstream
+
+
+# --- the tool loop ----------------------------------------------------------------------------
+
+
+async def test_two_turn_tool_loop_through_previous_response_id(env: Env) -> None:
+    script(
+        env,
+        Turn(
+            text="",
+            tool_calls=[ToolCallSpec("toolu_01A", "get_weather", '{"city": "Paris"}')],
+            finish="tool_calls",
+        ),
+        Turn(text="It is sunny in Paris."),
+    )
+    first = await env.sdk.responses.create(
+        model=env.model,
+        input="Weather in Paris?",
+        tools=[WEATHER],  # type: ignore[list-item]
+    )
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert len(calls) == 1
+    call = calls[0]
+    assert call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "Paris"}
+
+    second = await env.sdk.responses.create(
+        model=env.model,
+        previous_response_id=first.id,
+        tools=[WEATHER],  # type: ignore[list-item]
+        input=[
+            {"type": "function_call_output", "call_id": call.call_id, "output": '{"sky": "sunny"}'}
+        ],
+    )
+    assert second.output_text == "It is sunny in Paris."
+    assert second.previous_response_id == first.id
+    sent = env.sent()
+    assert sent[0] == "Weather in Paris?"
+    # The call and its result went back, matched to each other.
+    assert any(s.startswith("call:") and "get_weather" in s for s in sent)
+    results = [s for s in sent if s.startswith("result:")]
+    assert len(results) == 1
+    assert "sunny" in results[0]
+    if env.up.name == "anthropic":
+        assert f"call:{call.call_id}:get_weather" in sent
+        assert results[0].startswith(f"result:{call.call_id}:")
+
+
+async def test_unknown_previous_response_is_a_400(env: Env) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await env.sdk.responses.create(
+            model=env.model, input="Hi", previous_response_id="resp_does_not_exist"
+        )
+    body: Any = caught.value.body
+    assert body["param"] == "previous_response_id"
+    assert "resp_does_not_exist" in body["message"]
+    assert env.up.fake.requests == []
+
+
+async def test_builtin_tool_is_refused_by_name(env: Env) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await env.sdk.responses.create(
+            model=env.model, input="Search the news.", tools=[{"type": "web_search"}]
+        )
+    body: Any = caught.value.body
+    assert "web_search" in body["message"]
+    assert body["param"] == "tools[0]"
+    assert env.up.fake.requests == []
+
+
+# --- streaming --------------------------------------------------------------------------------
+
+
+async def test_stream_event_order_and_final_response(env: Env) -> None:
+    script(env, Turn(text="One two three four.", pieces=4))
+    async with env.sdk.responses.stream(model=env.model, input="Count.") as stream:
+        types = [event.type async for event in stream]
+        final = await stream.get_final_response()
+    assert types[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert types.count("response.output_text.delta") == 4
+    assert types[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert final.output_text == "One two three four."
+    stored = await env.sdk.responses.retrieve(final.id)
+    assert stored.status == "completed"
+    assert stored.output_text == "One two three four."
+
+
+async def test_stream_of_a_tool_call(env: Env) -> None:
+    script(
+        env,
+        Turn(
+            text="",
+            tool_calls=[ToolCallSpec("toolu_02B", "get_weather", '{"city": "Rome"}')],
+            finish="tool_calls",
+        ),
+    )
+    async with env.sdk.responses.stream(
+        model=env.model,
+        input="Weather in Rome?",
+        tools=[WEATHER],  # type: ignore[list-item]
+    ) as stream:
+        types = [event.type async for event in stream]
+        final = await stream.get_final_response()
+    assert "response.function_call_arguments.delta" in types
+    assert "response.function_call_arguments.done" in types
+    call = next(item for item in final.output if item.type == "function_call")
+    assert json.loads(call.arguments) == {"city": "Rome"}
+
+
+async def test_stream_failure_after_start_ends_with_response_failed(env: Env) -> None:
+    script(env, Turn(text="a b c d e f", pieces=6, cut_after=3))
+    async with env.sdk.responses.stream(model=env.model, input="Go.") as stream:
+        events = [event async for event in stream]
+    assert events[0].type == "response.created"
+    assert events[-1].type == "response.failed"
+    failed: Any = events[-1]
+    assert failed.response.error.code == "server_error"
+    numbers = [e.sequence_number for e in events]
+    assert numbers == list(range(len(events)))
+    stored = await env.sdk.responses.retrieve(failed.response.id)
+    assert stored.status == "failed"
+
+
+# --- conversations ----------------------------------------------------------------------------
+
+
+async def test_conversation_collects_turns(env: Env) -> None:
+    conv = await env.sdk.conversations.create(
+        items=[{"type": "message", "role": "user", "content": "My name is Ada."}],
+        metadata={"topic": "names"},
+    )
+    assert conv.metadata == {"topic": "names"}
+    script(env, Turn(text="Nice to meet you, Ada."), Turn(text="You are Ada."))
+    await env.sdk.responses.create(model=env.model, input="Hello!", conversation=conv.id)
+    second = await env.sdk.responses.create(
+        model=env.model, input="What is my name?", conversation=conv.id
+    )
+    assert second.output_text == "You are Ada."
+    assert env.sent() == [
+        "My name is Ada.",
+        "Hello!",
+        "Nice to meet you, Ada.",
+        "What is my name?",
+    ]
+    items = await env.sdk.conversations.items.list(conv.id, order="asc")
+    assert len(items.data) == 5
+    texts = [item.content[0].text for item in items.data]  # type: ignore[union-attr]
+    assert texts == [
+        "My name is Ada.",
+        "Hello!",
+        "Nice to meet you, Ada.",
+        "What is my name?",
+        "You are Ada.",
+    ]
+    one = await env.sdk.conversations.items.retrieve(items.data[1].id, conversation_id=conv.id)  # type: ignore[union-attr]
+    assert one.id == items.data[1].id  # type: ignore[union-attr]
+    updated = await env.sdk.conversations.update(conv.id, metadata={"topic": "ada"})
+    assert updated.metadata == {"topic": "ada"}
+    added = await env.sdk.conversations.items.create(
+        conv.id, items=[{"type": "message", "role": "user", "content": "Bye."}]
+    )
+    assert len(added.data) == 1
+    await env.sdk.conversations.items.delete(added.data[0].id, conversation_id=conv.id)  # type: ignore[union-attr]
+    assert len((await env.sdk.conversations.items.list(conv.id)).data) == 5
+    deleted = await env.sdk.conversations.delete(conv.id)
+    assert deleted.deleted is True
+    with pytest.raises(openai.NotFoundError):
+        await env.sdk.conversations.retrieve(conv.id)
+
+
+async def test_previous_response_and_conversation_together_is_a_400(env: Env) -> None:
+    conv = await env.sdk.conversations.create()
+    first = await env.sdk.responses.create(model=env.model, input="Hi")
+    with pytest.raises(openai.BadRequestError) as caught:
+        await env.sdk.responses.create(
+            model=env.model, input="Again", previous_response_id=first.id, conversation=conv.id
+        )
+    assert (caught.value.body or {})["param"] == "conversation"  # type: ignore[index]
+
+
+# --- background -------------------------------------------------------------------------------
+
+
+async def test_background_runs_and_is_polled(env: Env) -> None:
+    script(env, Turn(text="Done in the background.", delay_s=0.2))
+    queued = await env.sdk.responses.create(model=env.model, input="Work.", background=True)
+    assert queued.status in ("queued", "in_progress")
+    assert queued.background is True
+    done = await wait_for(env, queued.id, "completed")
+    assert done.output_text == "Done in the background."
+
+
+async def test_background_cancel(env: Env) -> None:
+    script(env, Turn(text="never", delay_s=30))
+    queued = await env.sdk.responses.create(model=env.model, input="Slow.", background=True)
+    await wait_for(env, queued.id, "in_progress")
+    cancelled = await env.sdk.responses.cancel(queued.id)
+    assert cancelled.status == "cancelled"
+    again = await env.sdk.responses.retrieve(queued.id)
+    assert again.status == "cancelled"
+
+
+async def test_only_background_responses_can_be_cancelled(env: Env) -> None:
+    resp = await env.sdk.responses.create(model=env.model, input="Hi")
+    with pytest.raises(openai.BadRequestError):
+        await env.sdk.responses.cancel(resp.id)
+
+
+async def test_background_without_store_is_a_400(env: Env) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await env.sdk.responses.create(model=env.model, input="Hi", background=True, store=False)
+    assert (caught.value.body or {})["param"] == "background"  # type: ignore[index]
+
+
+async def test_background_stream_resumes_from_a_sequence_number(env: Env) -> None:
+    script(env, Turn(text="alpha beta gamma delta", pieces=4))
+    stream = await env.sdk.responses.create(
+        model=env.model, input="Stream.", background=True, stream=True
+    )
+    events = [event async for event in stream]
+    assert events[-1].type == "response.completed"
+    response_id = events[0].response.id  # type: ignore[union-attr]
+    resumed = await env.sdk.responses.retrieve(response_id, stream=True, starting_after=3)
+    again = [event async for event in resumed]
+    assert [e.sequence_number for e in again] == [e.sequence_number for e in events[4:]]
+    assert again[-1].type == "response.completed"
+    final: Any = again[-1]
+    assert final.response.output_text == "alpha beta gamma delta"
+
+
+# --- input tokens -----------------------------------------------------------------------------
+
+
+async def test_input_tokens_are_counted(env: Env) -> None:
+    got = await env.sdk.responses.input_tokens.count(
+        model=env.model, input="Count these words please."
+    )
+    assert got.input_tokens > 0
