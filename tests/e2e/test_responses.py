@@ -466,3 +466,47 @@ async def test_input_tokens_are_counted(env: Env) -> None:
         model=env.model, input="Count these words please."
     )
     assert got.input_tokens > 0
+
+
+# --- who may see what -------------------------------------------------------------------------
+
+
+async def test_stored_state_is_scoped_to_the_callers_key(
+    make_gateway: MakeGateway, store_url: str
+) -> None:
+    """Two gateways share one store, each with its own key: neither caller can read, list,
+    continue, cancel or delete what the other stored."""
+    async with FakeAnthropic(api_key=ANTHROPIC_KEY) as fake:
+        providers = {"anthropic": {"base_url": fake.base_url, "keys": [{"value": ANTHROPIC_KEY}]}}
+        store = {"url": store_url}
+        alice_gw = await make_gateway(
+            {"providers": providers, "store": store, "auth": {"master_key": "key-alice"}}
+        )
+        bob_gw = await make_gateway(
+            {"providers": providers, "store": store, "auth": {"master_key": "key-bob"}}
+        )
+        alice = alice_gw.sdk(api_key="key-alice")
+        bob = bob_gw.sdk(api_key="key-bob")
+        model = "anthropic/claude-sonnet-4-5"
+        mine = await alice.responses.create(model=model, input="Secret plans.")
+        conv = await alice.conversations.create(items=[{"role": "user", "content": "Secret."}])
+        assert (await alice.responses.retrieve(mine.id)).id == mine.id
+        with pytest.raises(openai.NotFoundError):
+            await bob.responses.retrieve(mine.id)
+        with pytest.raises(openai.NotFoundError):
+            await bob.responses.input_items.list(mine.id)
+        with pytest.raises(openai.NotFoundError):
+            await bob.responses.delete(mine.id)
+        with pytest.raises(openai.NotFoundError):
+            await bob.responses.cancel(mine.id)
+        with pytest.raises(openai.NotFoundError):
+            await bob.conversations.retrieve(conv.id)
+        with pytest.raises(openai.NotFoundError):
+            await bob.conversations.items.list(conv.id)
+        with pytest.raises(openai.BadRequestError):
+            await bob.responses.create(model=model, input="More?", previous_response_id=mine.id)
+        with pytest.raises(openai.NotFoundError):
+            await bob.responses.create(model=model, input="More?", conversation=conv.id)
+        # Alice still has everything.
+        assert (await alice.responses.retrieve(mine.id)).output_text
+        assert len((await alice.conversations.items.list(conv.id)).data) == 1
