@@ -34,8 +34,8 @@ from proxy.respond.run import (
     answer,
     count_input_tokens,
     frame_bytes,
-    open_events,
     own,
+    start_events,
 )
 from proxy.respond.save import new_record, save_response
 from proxy.respond.worker import BackgroundWorker
@@ -144,13 +144,7 @@ async def _stream(request: web.Request, prep: Prepared) -> web.StreamResponse:
     target = request[TARGET]
     outcome = request[OUTCOME]
     provider = request.app[PROVIDERS][target.provider]
-    run = await open_events(provider, prep, target, _attempt(request))
-    try:
-        first = await run.next()
-    except BaseException:
-        await run.aclose()
-        outcome.usage = run.usage
-        raise
+    run, first = await start_events(provider, prep, target, _attempt(request))
     outcome.ttfb_ms = outcome.elapsed_ms()
     response = await open_event_stream(request, {**run.headers, **_headers(request, outcome)})
     keepalive = KeepAlive(response, request.app[CONFIG].streaming.keepalive_interval_s)

@@ -11,6 +11,7 @@ as the gateway keeps the state itself and sends the whole history.
 from __future__ import annotations
 
 import abc
+import re
 import time
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -49,7 +50,9 @@ __all__ = [
     "count_input_tokens",
     "error_code",
     "frame_bytes",
-    "open_events",
+    "start_events",
+    "too_long",
+    "truncated",
 ]
 
 _encode = msgspec.json.Encoder().encode
@@ -219,10 +222,56 @@ def _bad_reply(provider: Provider, what: str) -> UpstreamError:
     )
 
 
+# --- truncation ----------------------------------------------------------------------------
+
+# How providers say the input is over the context window (OpenAI, Anthropic, Gemini, Bedrock,
+# Cohere, Mistral, vLLM...).
+_TOO_LONG = re.compile(
+    r"context[ _]length|context window|maximum context|prompt is too long|input is too long"
+    r"|too many (input )?tokens|exceeds the (maximum|max)[^.]*tokens|input token count"
+    r"|reduce the length",
+    re.IGNORECASE,
+)
+
+
+def too_long(exc: GatewayError) -> bool:
+    """Whether an upstream refused the request because its input does not fit the model."""
+    if exc.status not in (400, 413, 422):
+        return False
+    return exc.code == "context_length_exceeded" or bool(_TOO_LONG.search(exc.message))
+
+
+def truncated(prep: Prepared, exc: GatewayError) -> Prepared | None:
+    """With ``truncation: auto`` and an input too long for the model: the request without its
+    oldest turn (a user message and all that followed it before the next). None when that
+    does not apply or no earlier turn is left to drop (the error then stands)."""
+    if prep.req.truncation != "auto" or not too_long(exc) or not prep.history:
+        return None
+    history = prep.history
+    starts = [
+        i
+        for i, item in enumerate(history)
+        if i > 0 and isinstance(item, MessageItem) and item.role == "user"
+    ]
+    rest = history[starts[0] :] if starts else []
+    return msgspec.structs.replace(prep, history=rest)
+
+
 # --- whole answers --------------------------------------------------------------------------
 
 
 async def answer(provider: Provider, prep: Prepared, target: Target, ask: Attempt) -> Answer:
+    while True:
+        try:
+            return await _answer(provider, prep, target, ask)
+        except GatewayError as exc:
+            shorter = truncated(prep, exc)
+            if shorter is None:
+                raise
+            prep = shorter
+
+
+async def _answer(provider: Provider, prep: Prepared, target: Target, ask: Attempt) -> Answer:
     call = _call(provider, prep, target, ask, stream=False)
     reply = await provider.send(call)
     if not isinstance(reply, JSONReply):
@@ -410,7 +459,37 @@ class _NativeRun(EventRun):
         return resp
 
 
-async def open_events(provider: Provider, prep: Prepared, target: Target, ask: Attempt) -> EventRun:
+async def start_events(
+    provider: Provider, prep: Prepared, target: Target, ask: Attempt
+) -> tuple[EventRun, list[Frame] | None]:
+    """The stream opened and its first batch read: until then a failure is raised (and the
+    next target may try); ``truncation: auto`` retries without the oldest turns while the
+    upstream says the input is too long."""
+    while True:
+        try:
+            run = await _open_events(provider, prep, target, ask)
+        except GatewayError as exc:
+            shorter = truncated(prep, exc)
+            if shorter is None:
+                raise
+            prep = shorter
+            continue
+        try:
+            return run, await run.next()
+        except GatewayError as exc:
+            await run.aclose()
+            shorter = truncated(prep, exc)
+            if shorter is None:
+                raise
+            prep = shorter
+        except BaseException:
+            await run.aclose()
+            raise
+
+
+async def _open_events(
+    provider: Provider, prep: Prepared, target: Target, ask: Attempt
+) -> EventRun:
     call = _call(provider, prep, target, ask, stream=True)
     reply = await provider.send(call)
     if not isinstance(reply, EventStream):

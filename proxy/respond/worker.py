@@ -32,7 +32,7 @@ from proxy.errors import GatewayError, UpstreamError
 from proxy.keys import Directory, Outcome
 from proxy.operations import Target
 from proxy.respond.prepare import Prepared
-from proxy.respond.run import Attempt, EventRun, Frame, answer, error_code, open_events, own
+from proxy.respond.run import Attempt, EventRun, Frame, answer, error_code, own, start_events
 from proxy.respond.save import append_to_conversation, prepared_from_record
 from proxy.responses.output import new_response
 from proxy.schemas.response_events import ResponseFailed
@@ -262,10 +262,10 @@ class BackgroundWorker:
         return await with_fallbacks(targets, self._directory, outcome, attempt)
 
     async def _stream(self, job: _Job, target: Target, ask: Attempt, outcome: Outcome) -> Response:
-        run = await open_events(self._registry[target.provider], job.prep, target, ask)
+        # A failure before the first batch lets the next target try.
+        run, batch = await start_events(self._registry[target.provider], job.prep, target, ask)
         job.run = run
         try:
-            batch = await run.next()  # a failure here lets the next target try
             while batch is not None:
                 await self._append(job, batch)
                 try:

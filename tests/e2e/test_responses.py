@@ -510,3 +510,72 @@ async def test_stored_state_is_scoped_to_the_callers_key(
         # Alice still has everything.
         assert (await alice.responses.retrieve(mine.id)).output_text
         assert len((await alice.conversations.items.list(conv.id)).data) == 1
+
+
+# --- truncation -------------------------------------------------------------------------------
+
+TOO_LONG = {
+    "anthropic": "prompt is too long: 215000 tokens > 200000 maximum",
+    "gemini": "The input token count (1200000) exceeds the maximum number of tokens allowed "
+    "(1048576).",
+}
+
+
+async def _two_turns(env: Env) -> str:
+    script(env, Turn(text="First answer."), Turn(text="Second answer."))
+    first = await env.sdk.responses.create(model=env.model, input="First question.")
+    second = await env.sdk.responses.create(
+        model=env.model, input="Second question.", previous_response_id=first.id
+    )
+    return second.id
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_truncation_auto_drops_the_oldest_turns(env: Env, stream: bool) -> None:
+    previous = await _two_turns(env)
+    overflow = Turn(error="invalid", error_message=TOO_LONG[env.up.name])
+    script(env, overflow, overflow, Turn(text="Fits now."))
+    kwargs: dict[str, Any] = {
+        "model": env.model,
+        "input": "Third question.",
+        "previous_response_id": previous,
+        "truncation": "auto",
+    }
+    if stream:
+        async with env.sdk.responses.stream(**kwargs) as events:
+            resp = await events.get_final_response()
+    else:
+        resp = await env.sdk.responses.create(**kwargs)
+    assert resp.output_text == "Fits now."
+    assert resp.truncation == "auto"
+    sent = [env.sent(i) for i in (-3, -2, -1)]
+    assert sent[0] == [
+        "First question.",
+        "First answer.",
+        "Second question.",
+        "Second answer.",
+        "Third question.",
+    ]
+    assert sent[1] == ["Second question.", "Second answer.", "Third question."]
+    assert sent[2] == ["Third question."]
+    # What is stored is the whole conversation: the next turn starts from all of it again.
+    items = await env.sdk.responses.input_items.list(resp.id, order="asc")
+    assert len(items.data) == 5
+
+
+async def test_truncation_disabled_lets_the_provider_error_through(env: Env) -> None:
+    previous = await _two_turns(env)
+    script(env, Turn(error="invalid", error_message=TOO_LONG[env.up.name]))
+    with pytest.raises(openai.BadRequestError) as caught:
+        await env.sdk.responses.create(
+            model=env.model, input="Third question.", previous_response_id=previous
+        )
+    assert TOO_LONG[env.up.name] in str(caught.value)
+    assert len(env.up.fake.requests) == 3
+
+
+async def test_truncation_gives_up_when_the_input_alone_is_too_long(env: Env) -> None:
+    script(env, Turn(error="invalid", error_message=TOO_LONG[env.up.name]))
+    with pytest.raises(openai.BadRequestError):
+        await env.sdk.responses.create(model=env.model, input="Huge.", truncation="auto")
+    assert len(env.up.fake.requests) == 1
