@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import asyncpg
 
 from proxy.config import StoreConfig, parse_store_url
 from proxy.store.base import (
@@ -20,8 +19,10 @@ from proxy.store.base import (
     Store,
     StoreError,
 )
-from proxy.store.postgres import PostgresStore
 from proxy.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from proxy.store.postgres import PostgresStore
 
 __all__ = [
     "INTERRUPTED_ERROR",
@@ -48,6 +49,11 @@ async def open_store(config: StoreConfig) -> Store:
         raise StoreError("store.url: expected a sqlite:// or postgresql:// URL")
     backend, where = parsed
     if backend == "postgresql":
+        # Imported here: asyncpg costs memory that a SQLite gateway (the default) never needs.
+        import asyncpg
+
+        from proxy.store.postgres import PostgresStore
+
         try:
             return await PostgresStore.open(where, pool_size=config.pool_size)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -60,6 +66,14 @@ async def open_store(config: StoreConfig) -> Store:
         return await SQLiteStore.open(where)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"store: cannot use the SQLite database {where}: {exc}") from exc
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PostgresStore":
+        from proxy.store.postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _safe_url(url: str) -> str:
