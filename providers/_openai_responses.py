@@ -83,6 +83,13 @@ class _EventView(msgspec.Struct):
     response: _ResponseView | None = None
 
 
+class _ErrorFields(msgspec.Struct, omit_defaults=True):
+    message: str | None = None
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+
+
 class _ErrorEvent(msgspec.Struct):
     """``{"type": "error", "code", "message", "param"}``; some servers nest OpenAI's usual
     ``error`` object instead."""
@@ -90,7 +97,7 @@ class _ErrorEvent(msgspec.Struct):
     code: str | None = None
     message: str | None = None
     param: str | None = None
-    error: msgspec.Raw | None = None
+    error: _ErrorFields | None = None
 
 
 class _Count(msgspec.Struct):
@@ -224,9 +231,7 @@ class ResponsesProvider(OpenAICompatProvider):
             event = _error_event(data)
         except msgspec.DecodeError:
             event = _ErrorEvent()
-        if event.error is not None:
-            body = b'{"error":' + bytes(event.error) + b"}"
-        else:
-            error = {"message": event.message, "code": event.code, "param": event.param}
-            body = _encode({"error": error})
+        fields = event.error or _ErrorFields(event.message, code=event.code, param=event.param)
+        # Without a message, the event's own text says more than an empty error object.
+        body = _encode({"error": fields}) if fields.message is not None else data
         return map_error(500, body, {}, provider=self.name, scrub=self._scrub)

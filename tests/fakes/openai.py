@@ -137,6 +137,9 @@ class FakeOpenAI:
         self.models: list[str] = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]
         self.disconnects = 0
         self.disconnected = asyncio.Event()
+        # A recorded Responses stream to send verbatim (one write per event) instead of one
+        # rendered from the script.
+        self.replay: bytes | None = None
         self._queue: deque[Behavior] = deque()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -312,6 +315,8 @@ class FakeOpenAI:
             b"event: %s\ndata: %s\n\n" % (event["type"].encode(), msgspec.json.encode(event))
             for event in events
         ]
+        if self.replay is not None:
+            chunks = [event + b"\n\n" for event in self.replay.split(b"\n\n") if event.strip()]
         return await self._stream(call, "text/event-stream; charset=utf-8", chunks)
 
     @staticmethod
