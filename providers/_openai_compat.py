@@ -4,7 +4,8 @@ The client's JSON body is forwarded as it came (fields the gateway does not mode
 four changes: ``model`` becomes the provider's own model name, gateway-only fields (``fallbacks``)
 go, fields the provider's spec lists under ``drop_params`` go, and a streaming request asks for
 usage (``stream_options.include_usage``) so the gateway can account for it. The usage-only chunk
-that this adds is not forwarded to a client that did not ask for it.
+that this adds is not forwarded to a client that did not ask for it. The Responses API, which
+OpenAI and Azure also serve, has its own rules (``_openai_responses``).
 """
 
 from __future__ import annotations
