@@ -36,6 +36,7 @@ from proxy.schemas.common import BilledUsage, Usage
 
 __all__ = [
     "ALL_OPERATIONS",
+    "INPUT_TOKENS",
     "PATHS",
     "CompatSpec",
     "OpenAICompatProvider",
@@ -48,6 +49,8 @@ ALL_OPERATIONS = frozenset(
     {"chat_completion", "text_completion", "embedding", "speech", "transcription"}
 )
 
+# The input-token count of the Responses API: not an operation, but addressed like one.
+INPUT_TOKENS = "responses_input_tokens"
 # Each operation's path under the API root.
 PATHS = {
     "chat_completion": "/chat/completions",
@@ -57,7 +60,7 @@ PATHS = {
     "transcription": "/audio/transcriptions",
     # Served only by providers that subclass ``_openai_responses.ResponsesProvider``.
     "responses": "/responses",
-    "responses_input_tokens": "/responses/input_tokens",
+    INPUT_TOKENS: "/responses/input_tokens",
 }
 _STREAMING_OPS = frozenset({"chat_completion", "text_completion"})
 

@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator
 import aiohttp
 import msgspec
 
-from providers._openai_compat import OpenAICompatProvider, map_error
+from providers._openai_compat import INPUT_TOKENS, OpenAICompatProvider, map_error
 from providers._sse import SSEParser
 from providers._upstream import (
     Upstream,
@@ -32,10 +32,8 @@ from proxy.errors import UpstreamError
 from proxy.operations import GATEWAY_FIELDS, Inbound
 from proxy.schemas.common import BilledUsage
 
-__all__ = ["COUNT_FIELDS", "INPUT_TOKENS", "ResponsesProvider", "billed", "responses_body"]
+__all__ = ["COUNT_FIELDS", "ResponsesProvider", "billed", "responses_body"]
 
-# ``PATHS`` key of the input-token count, under the Responses API's own URL.
-INPUT_TOKENS = "responses_input_tokens"
 # What ``POST /responses/input_tokens`` takes (the openai SDK's ``responses.input_tokens.count``);
 # it refuses anything else as an unknown parameter.
 COUNT_FIELDS = frozenset(

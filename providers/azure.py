@@ -39,8 +39,8 @@ import aiohttp
 import msgspec
 
 from providers._keys import KeyRing
-from providers._openai_compat import ALL_OPERATIONS, PATHS, CompatSpec, ParamRule
-from providers._openai_responses import INPUT_TOKENS, ResponsesProvider
+from providers._openai_compat import ALL_OPERATIONS, INPUT_TOKENS, PATHS, CompatSpec, ParamRule
+from providers._openai_responses import ResponsesProvider
 from providers._types import BuildContext, ProviderType, check_credentials, resolve_keys
 from providers._upstream import Upstream
 from providers.base import EventStream, ModelInfo, Provider
