@@ -4,7 +4,7 @@ The fake listens on 127.0.0.1 on a random port and answers in OpenAI's wire form
 status codes, headers, JSON bodies and server-sent-event bytes, so the official `openai` SDK
 (and anything that proxies to OpenAI) can parse everything it sends. It records every request
 and consumes one scripted `Behavior` per request, which can make it fail, stall, or cut a
-stream in the middle.
+stream in the middle. The Responses API's answers are rendered in `openai_responses`.
 """
 
 from __future__ import annotations
