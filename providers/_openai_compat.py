@@ -4,7 +4,8 @@ The client's JSON body is forwarded as it came (fields the gateway does not mode
 four changes: ``model`` becomes the provider's own model name, gateway-only fields (``fallbacks``)
 go, fields the provider's spec lists under ``drop_params`` go, and a streaming request asks for
 usage (``stream_options.include_usage``) so the gateway can account for it. The usage-only chunk
-that this adds is not forwarded to a client that did not ask for it.
+that this adds is not forwarded to a client that did not ask for it. The Responses API, which
+OpenAI and Azure also serve, has its own rules (``_openai_responses``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from providers._upstream import (
 )
 from providers.base import ByteStream, Call, EventStream, JSONReply, ModelInfo, Reply
 from proxy.config import ProviderConfig
-from proxy.errors import InvalidRequestError, UpstreamError
+from proxy.errors import InvalidRequestError, UnsupportedCapabilityError, UpstreamError
 from proxy.operations import GATEWAY_FIELDS, Inbound
 from proxy.redact import Redactor
 from proxy.schemas.audio import TranscriptionUsage
@@ -35,6 +36,7 @@ from proxy.schemas.common import BilledUsage, Usage
 
 __all__ = [
     "ALL_OPERATIONS",
+    "INPUT_TOKENS",
     "PATHS",
     "CompatSpec",
     "OpenAICompatProvider",
@@ -47,6 +49,8 @@ ALL_OPERATIONS = frozenset(
     {"chat_completion", "text_completion", "embedding", "speech", "transcription"}
 )
 
+# The input-token count of the Responses API: not an operation, but addressed like one.
+INPUT_TOKENS = "responses_input_tokens"
 # Each operation's path under the API root.
 PATHS = {
     "chat_completion": "/chat/completions",
@@ -54,6 +58,9 @@ PATHS = {
     "embedding": "/embeddings",
     "speech": "/audio/speech",
     "transcription": "/audio/transcriptions",
+    # Served only by providers that subclass ``_openai_responses.ResponsesProvider``.
+    "responses": "/responses",
+    INPUT_TOKENS: "/responses/input_tokens",
 }
 _STREAMING_OPS = frozenset({"chat_completion", "text_completion"})
 
@@ -220,6 +227,8 @@ class OpenAICompatProvider:
         model, url = self._route(op, call.target.model)
         if op == "transcription":
             return await self._transcribe(call, url, key, model)
+        if op == "responses":
+            return await self._respond(inbound, url, key, model)
         self._check_params(inbound)
         body = self._json_body(inbound, model)
         if inbound.stream and op in _STREAMING_OPS:
@@ -324,15 +333,14 @@ class OpenAICompatProvider:
             body=data, usage=BilledUsage.from_usage(usage) if usage else None, headers=headers
         )
 
+    async def _respond(self, inbound: Inbound, url: str, key: int, model: str) -> Reply:
+        """``POST /responses``: only a provider whose spec lists the operation gets here, and
+        ``_openai_responses.ResponsesProvider`` overrides this."""
+        raise UnsupportedCapabilityError(self.name, "the Responses API")
+
     async def _stream(self, url: str, body: bytes, key: int, *, forced: bool) -> EventStream:
         resp = await self._post(url, body, key, self._stream_timeout)
-        if resp.content_type != "text/event-stream":
-            resp.release()
-            raise UpstreamError(
-                f"{self.name}: expected an event stream, got `{resp.content_type}`.",
-                status=502,
-                provider=self.name,
-            )
+        self._expect_event_stream(resp)
         return EventStream(
             lambda stream: self._events(resp, stream, forced=forced),
             close=release_when_done(resp),
@@ -458,6 +466,15 @@ class OpenAICompatProvider:
             raise self._error(resp.status, body, resp.headers)
         return resp
 
+    def _expect_event_stream(self, resp: aiohttp.ClientResponse) -> None:
+        if resp.content_type != "text/event-stream":
+            resp.release()
+            raise UpstreamError(
+                f"{self.name}: expected an event stream, got `{resp.content_type}`.",
+                status=502,
+                provider=self.name,
+            )
+
     def _error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
         return map_error(status, body, headers, provider=self.name, scrub=self._scrub)
 
@@ -500,16 +517,16 @@ def _stream_options(inbound: Inbound) -> msgspec.Raw:
     return _FORCED_USAGE
 
 
-def compat_type(spec: CompatSpec) -> KeyedType:
-    """The provider type of an OpenAI-compatible service."""
+def compat_type(
+    spec: CompatSpec, provider: type[OpenAICompatProvider] = OpenAICompatProvider
+) -> KeyedType:
+    """The provider type of an OpenAI-compatible service, built as ``provider``."""
 
     def build(
         name: str, settings: ProviderConfig, ctx: BuildContext, keys: KeyRing
     ) -> OpenAICompatProvider:
         base = settings.base_url or spec.base_url or ""
-        return OpenAICompatProvider(
-            name, spec, settings, ctx.upstream, keys, proxy=ctx.proxy_for(base)
-        )
+        return provider(name, spec, settings, ctx.upstream, keys, proxy=ctx.proxy_for(base))
 
     return KeyedType(
         build,

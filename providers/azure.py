@@ -8,6 +8,10 @@ Two ways to address a model (README, "Azure OpenAI"):
 - **v1** (``api_version: v1`` or ``preview``, or a ``base_url`` ending in ``/openai/v1``):
   ``{base_url}/openai/v1/chat/completions`` with the deployment as the body's ``model``.
 
+The Responses API takes the deployment as the body's ``model`` in both styles:
+``{base_url}/openai/v1/responses``, or ``{base_url}/openai/responses?api-version=...`` with a
+dated version from ``2025-03-01-preview`` on (an older one is refused, naming the version).
+
 Auth is an ``api-key`` header, or a Microsoft Entra ID bearer token: a static one
 (``credentials.token``) or one fetched with the client-credentials grant and kept until shortly
 before it expires (:class:`EntraToken`).
@@ -35,24 +39,30 @@ import aiohttp
 import msgspec
 
 from providers._keys import KeyRing
-from providers._openai_compat import (
-    ALL_OPERATIONS,
-    PATHS,
-    CompatSpec,
-    OpenAICompatProvider,
-    ParamRule,
-)
+from providers._openai_compat import ALL_OPERATIONS, INPUT_TOKENS, PATHS, CompatSpec, ParamRule
+from providers._openai_responses import ResponsesProvider
 from providers._types import BuildContext, ProviderType, check_credentials, resolve_keys
 from providers._upstream import Upstream
 from providers.base import EventStream, ModelInfo, Provider
 from proxy.config import ConfigError, KeyConfig, ProviderConfig
-from proxy.errors import GatewayError, UpstreamError
+from proxy.errors import GatewayError, UnsupportedCapabilityError, UpstreamError
 from proxy.redact import Redactor
 
-__all__ = ["DEFAULT_API_VERSION", "TYPES", "AzureOpenAIProvider", "EntraToken", "endpoint_of"]
+__all__ = [
+    "DEFAULT_API_VERSION",
+    "RESPONSES_SINCE",
+    "TYPES",
+    "AzureOpenAIProvider",
+    "EntraToken",
+    "endpoint_of",
+]
 
 # The latest GA date of the deployments API (learn.microsoft.com, "API version lifecycle").
 DEFAULT_API_VERSION = "2024-10-21"
+# The first dated version with the Responses API, which is addressed without a deployment:
+# ``/openai/responses?api-version=...`` ("Azure OpenAI Responses API", API support).
+RESPONSES_SINCE = "2025-03-01-preview"
+_RESPONSES_OPS = frozenset({"responses", INPUT_TOKENS})
 ENTRA_AUTHORITY = "https://login.microsoftonline.com"
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
 KEY_ENV = "AZURE_OPENAI_API_KEY"
@@ -110,8 +120,8 @@ def _spec(endpoint: Endpoint) -> CompatSpec:
     "API version lifecycle"): a dated version rejects arguments added after it ("Unrecognized
     request argument supplied"); the v1 API follows OpenAI's."""
     if endpoint.v1:
-        # The v1 GA API serves chat and embeddings; audio is in its preview only.
-        ops = {"chat_completion", "embedding"}
+        # The v1 GA API serves chat, embeddings and responses; audio is in its preview only.
+        ops = {"chat_completion", "embedding", "responses"}
         if endpoint.api_version == "preview":
             ops |= {"speech", "transcription"}
         return CompatSpec(base_url=None, auth="api-key", operations=frozenset(ops))
@@ -138,7 +148,8 @@ def _spec(endpoint: Endpoint) -> CompatSpec:
     return CompatSpec(
         base_url=None,
         auth="api-key",
-        operations=ALL_OPERATIONS,
+        # Responses on a version older than RESPONSES_SINCE is refused by name (``_route``).
+        operations=ALL_OPERATIONS | {"responses"},
         drop_params=frozenset(drop),
         renames=renames,
         rejected=tuple(rejected),
@@ -329,7 +340,7 @@ _encode = msgspec.json.Encoder().encode
 _EMPTY_DELTA = msgspec.Raw(b"{}")
 
 
-class AzureOpenAIProvider(OpenAICompatProvider):
+class AzureOpenAIProvider(ResponsesProvider):
     """Azure OpenAI over the OpenAI wire format (module docstring)."""
 
     def __init__(
@@ -365,6 +376,16 @@ class AzureOpenAIProvider(OpenAICompatProvider):
     def _route(self, op: str, model: str) -> tuple[str, str]:
         deployment = self._deployments.get(model, model)
         if self._endpoint.v1:
+            return deployment, self._urls[op]
+        if op in _RESPONSES_OPS:
+            version = self._endpoint.api_version or DEFAULT_API_VERSION
+            if version[:10] < RESPONSES_SINCE[:10]:
+                raise UnsupportedCapabilityError(
+                    self.name,
+                    f"the Responses API with api_version `{version}`: it needs "
+                    f"`{RESPONSES_SINCE}` or later, or `v1`",
+                )
+            # The deployment goes in the body's ``model``, as with the v1 API.
             return deployment, self._urls[op]
         url = self._deployment_urls.get((deployment, op))
         if url is None:

@@ -5,8 +5,10 @@ Entra ID token endpoint.
 - ``/openai/deployments/{deployment}/{chat/completions,completions,embeddings,audio/speech,
   audio/transcriptions}?api-version=...``: the deployment names the model (``deployments``:
   deployment -> the model it serves, which the answers name, as Azure's do);
-- ``/openai/v1/{chat/completions,embeddings,audio/*,models}``: the body's ``model`` names the
-  deployment; ``api-version`` is optional (``v1`` or ``preview``);
+- ``/openai/v1/{chat/completions,embeddings,audio/*,models,responses}``: the body's ``model``
+  names the deployment; ``api-version`` is optional (``v1`` or ``preview``);
+- ``/openai/responses[/input_tokens]?api-version=...`` (2025-03-01-preview on): the Responses
+  API of the dated versions, the body's ``model`` naming the deployment;
 - ``/{tenant}/oauth2/v2.0/token``: the client-credentials grant; issued tokens are accepted as
   ``Authorization: Bearer`` until they expire.
 
@@ -69,9 +71,12 @@ API_VERSIONS = frozenset(
         "2024-10-21",
         "2024-12-01-preview",
         "2025-01-01-preview",
+        "2025-03-01-preview",
         "2025-04-01-preview",
     }
 )
+# The first dated version with the Responses API (``/openai/responses?api-version=...``).
+RESPONSES_SINCE = "2025-03-01-preview"
 # Request arguments and the first dated version that accepts them (Azure's API changelog).
 _ADDED = {
     "stream_options": "2024-09-01",
@@ -193,6 +198,15 @@ class FakeAzure(FakeOpenAI):
                 return self._json(
                     call, _azure_error("BadRequest", "API version not supported"), 400
                 )
+        elif path in ("/openai/responses", "/openai/responses/input_tokens"):
+            # The Responses API of the dated versions: the body's model names the deployment.
+            op, deployment = path.removeprefix("/openai/"), ""
+            version = query.get("api-version")
+            if version is None or version not in API_VERSIONS or version < RESPONSES_SINCE:
+                return self._json(
+                    call, _azure_error("BadRequest", "API version not supported"), 400
+                )
+            version = None  # the chat API's argument history does not apply
         elif path.startswith("/openai/v1/"):
             op, deployment, version = path.removeprefix("/openai/v1/"), "", None
             if query.get("api-version", "v1") not in ("v1", "preview"):

@@ -4,7 +4,7 @@ The fake listens on 127.0.0.1 on a random port and answers in OpenAI's wire form
 status codes, headers, JSON bodies and server-sent-event bytes, so the official `openai` SDK
 (and anything that proxies to OpenAI) can parse everything it sends. It records every request
 and consumes one scripted `Behavior` per request, which can make it fail, stall, or cut a
-stream in the middle.
+stream in the middle. The Responses API's answers are rendered in `openai_responses`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import msgspec
 import pytest
 from aiohttp import web
 from multidict import CIMultiDict
+
+from tests.fakes import openai_responses as responses
 
 __all__ = ["Behavior", "FakeOpenAI", "Recorded", "fake_openai"]
 
@@ -92,6 +94,8 @@ class Behavior:
     cut_after: int | None = None  # abort the connection after this many events
     stall_after_headers_s: float = 0  # sleep between the headers and the first event
     finish_reason: str | None = None  # default "stop", or "tool_calls" with tool calls
+    # Responses streams: (n, code, message) ends the stream with an `error` event after n events.
+    stream_error: tuple[int, str, str] | None = None
 
 
 class _ApiError(Exception):
@@ -133,6 +137,9 @@ class FakeOpenAI:
         self.models: list[str] = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]
         self.disconnects = 0
         self.disconnected = asyncio.Event()
+        # A recorded Responses stream to send verbatim (one write per event) instead of one
+        # rendered from the script.
+        self.replay: bytes | None = None
         self._queue: deque[Behavior] = deque()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -145,6 +152,8 @@ class FakeOpenAI:
             ("POST", "/v1/audio/transcriptions"): self._transcription,
             ("POST", "/v1/audio/translations"): self._transcription,
             ("GET", "/v1/models"): self._model_list,
+            ("POST", "/v1/responses"): self._responses,
+            ("POST", "/v1/responses/input_tokens"): self._input_tokens,
         }
 
     @property
@@ -300,6 +309,16 @@ class FakeOpenAI:
         chunks.append(b"data: [DONE]\n\n")
         return await self._stream(call, "text/event-stream; charset=utf-8", chunks)
 
+    async def _typed_sse(self, call: _Call, events: Sequence[dict[str, Any]]) -> web.StreamResponse:
+        """The Responses API's stream: `event: <type>` and `data: <json>` lines, no `[DONE]`."""
+        chunks = [
+            b"event: %s\ndata: %s\n\n" % (event["type"].encode(), msgspec.json.encode(event))
+            for event in events
+        ]
+        if self.replay is not None:
+            chunks = [event + b"\n\n" for event in self.replay.split(b"\n\n") if event.strip()]
+        return await self._stream(call, "text/event-stream; charset=utf-8", chunks)
+
     @staticmethod
     async def _abort(call: _Call) -> None:
         """Let what was written reach the socket, then drop the connection without a last chunk."""
@@ -450,6 +469,27 @@ class FakeOpenAI:
             return self._text(call, f"WEBVTT\n\n00:00:00.000 --> 00:00:02.500\n{text}\n\n")
         raise _invalid_value("response_format", fmt)
 
+    async def _responses(self, call: _Call) -> web.StreamResponse:
+        body = _responses_body(call.rec)
+        if body.get("input") is None and body.get("prompt") is None:
+            raise _missing("input")
+        options = body.get("stream_options")
+        for name in options if isinstance(options, dict) else ():
+            if name not in responses.STREAM_OPTIONS:
+                raise _unknown(f"stream_options.{name}")
+        if not body.get("stream"):
+            return self._json(call, responses.response_object(body, call.behavior))
+        events = responses.response_events(body, call.behavior, _deltas(call.behavior))
+        return await self._typed_sse(call, events)
+
+    async def _input_tokens(self, call: _Call) -> web.StreamResponse:
+        body = _responses_body(call.rec)
+        for name in body:
+            if name not in responses.COUNT_FIELDS:
+                raise _unknown(name)
+        count = responses.estimate_tokens(body)
+        return self._json(call, {"object": "response.input_tokens", "input_tokens": count})
+
     async def _model_list(self, call: _Call) -> web.StreamResponse:
         return self._json(call, {"object": "list", "data": [_model_obj(m) for m in self.models]})
 
@@ -524,6 +564,19 @@ def _json_body(rec: Recorded, *required: str) -> dict[str, Any]:
         if rec.json.get(name) is None:
             raise _missing(name)
     return rec.json
+
+
+def _responses_body(rec: Recorded) -> dict[str, Any]:
+    if not isinstance(rec.json, dict):
+        raise _ApiError(400, _BAD_JSON)
+    if not rec.json.get("model"):
+        raise _missing("model")
+    return rec.json
+
+
+def _unknown(name: str) -> _ApiError:
+    message = f"Unknown parameter: '{name}'."
+    return _ApiError(400, message, param=name, code="unknown_parameter")
 
 
 def _missing(name: str) -> _ApiError:

@@ -118,3 +118,32 @@ async def test_token_endpoint_refuses_a_wrong_secret(fake_azure: FakeAzure) -> N
     assert "invalid_client" == doc["error"]
     assert doc["error_description"].startswith("AADSTS7000215: Invalid client secret provided.")
     assert [7000215] == doc["error_codes"]
+
+
+async def test_responses_at_both_styles(fake_azure: FakeAzure) -> None:
+    """The SDK's Azure client reaches the dated /openai/responses (the deployment as model); the
+    v1 API serves /openai/v1/responses; a dated version before 2025-03-01-preview is refused."""
+    async with openai.AsyncAzureOpenAI(
+        azure_endpoint=fake_azure.root_url,
+        api_key=API_KEY,
+        api_version="2025-03-01-preview",
+        max_retries=0,
+    ) as sdk:
+        response = await sdk.responses.create(model="chat-prod", input="Hi")
+    assert "gpt-4o-2024-08-06" == response.model
+    assert "Hello from the fake!" == response.output_text
+    dated = fake_azure.requests[-1]
+    assert ("/openai/responses", "2025-03-01-preview") == (dated.path, dated.query["api-version"])
+    body = {"model": "chat-prod", "input": "Hi"}
+    status, doc = await raw(
+        fake_azure, "POST", "/openai/v1/responses", body=body, headers={"api-key": API_KEY}
+    )
+    assert (200, "response", "gpt-4o-2024-08-06") == (status, doc["object"], doc["model"])
+    status, doc = await raw(
+        fake_azure,
+        "POST",
+        "/openai/responses?api-version=2024-10-21",
+        body=body,
+        headers={"api-key": API_KEY},
+    )
+    assert (400, "API version not supported") == (status, doc["error"]["message"])

@@ -6,12 +6,15 @@ import asyncio
 import base64
 import struct
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import msgspec
 import openai
+import pydantic
 import pytest
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from openai.types.responses import FunctionToolParam, Response, ResponseStreamEvent
 
 from tests.fakes import openai as fakes
 from tests.fakes.openai import Behavior, FakeOpenAI
@@ -337,3 +340,265 @@ async def test_records_requests(fake_openai: FakeOpenAI, client: openai.AsyncOpe
         {"limit": "2"},
         None,
     )
+
+
+# -- the Responses API ---------------------------------------------------------------------------
+
+_EVENTS: pydantic.TypeAdapter[ResponseStreamEvent] = pydantic.TypeAdapter(ResponseStreamEvent)
+
+
+def sse_events(raw: bytes) -> list[dict[str, Any]]:
+    """A Responses stream's events, checking each `event:` line names its payload's `type`."""
+    out = []
+    for block in raw.split(b"\n\n")[:-1]:
+        name, data = block.split(b"\n")
+        event = msgspec.json.decode(data.removeprefix(b"data: "))
+        assert name == b"event: " + event["type"].encode()
+        out.append(event)
+    return out
+
+
+async def create_response(fake: FakeOpenAI, **body: Any) -> Response:
+    """A non-streamed response, validated by the SDK's model (which ``create`` does not do)."""
+    status, _, raw = await raw_post(fake, "/v1/responses", msgspec.json.encode(body))
+    assert status == 200
+    return Response.model_validate_json(raw)
+
+
+async def test_response_object(fake_openai: FakeOpenAI) -> None:
+    """A non-streamed response is a valid SDK Response that echoes the request's settings."""
+    fake_openai.enqueue(Behavior(content="Bonjour", usage=(20, 7), cached_tokens=4))
+    response = await create_response(
+        fake_openai,
+        model="gpt-4o",
+        input="Say hi in French",
+        instructions="Be brief.",
+        temperature=0.3,
+        store=False,
+        metadata={"team": "a"},
+    )
+    assert response.id.startswith("resp_")
+    assert (response.object, response.status, response.model) == ("response", "completed", "gpt-4o")
+    assert (response.instructions, response.temperature) == ("Be brief.", 0.3)
+    assert (response.store, response.metadata) == (False, {"team": "a"})
+    assert response.output_text == "Bonjour"
+    message = response.output[0]
+    assert message.type == "message"
+    assert message.id.startswith("msg_")
+    assert message.content[0].type == "output_text"
+    assert (message.content[0].annotations, message.content[0].logprobs) == ([], [])
+    assert response.usage is not None
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (20, 7)
+    assert response.usage.total_tokens == 27
+    assert response.usage.input_tokens_details.cached_tokens == 4
+    assert response.usage.output_tokens_details.reasoning_tokens == 0
+    assert response.incomplete_details is None
+
+
+async def test_response_tool_calls_and_reasoning(fake_openai: FakeOpenAI) -> None:
+    """Scripted reasoning and tool calls become a reasoning item and function_call items."""
+    fake_openai.enqueue(Behavior(tool_calls=[WEATHER, CLOCK], reasoning_tokens=9))
+    tool: FunctionToolParam = {
+        "type": "function",
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {}},
+        "strict": False,
+    }
+    response = await create_response(fake_openai, model="o4-mini", input="Weather?", tools=[tool])
+    assert [item.type for item in response.output] == [
+        "reasoning",
+        "function_call",
+        "function_call",
+    ]
+    assert response.output[0].id.startswith("rs_")
+    calls = [item for item in response.output if item.type == "function_call"]
+    assert [(c.call_id, c.name, c.arguments, c.status) for c in calls] == [
+        ("call_1", "get_weather", WEATHER["arguments"], "completed"),
+        ("call_2", "get_time", CLOCK["arguments"], "completed"),
+    ]
+    assert all(c.id is not None and c.id.startswith("fc_") for c in calls)
+    assert response.tools[0].type == "function"
+    assert response.usage is not None
+    assert response.usage.output_tokens_details.reasoning_tokens == 9
+
+
+async def test_response_incomplete(fake_openai: FakeOpenAI) -> None:
+    """Finish `length` makes the response incomplete for max_output_tokens."""
+    fake_openai.enqueue(Behavior(finish_reason="length"))
+    response = await create_response(fake_openai, model="gpt-4o", input="Hi", max_output_tokens=16)
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.max_output_tokens == 16
+    assert response.output[0].type == "message"
+    assert response.output[0].status == "incomplete"
+
+
+async def test_response_stream_events(fake_openai: FakeOpenAI) -> None:
+    """A stream is `event:`/`data:` pairs numbered from 0, each a valid SDK event, in OpenAI's
+    order, with the text in the scripted deltas and usage on response.completed."""
+    fake_openai.enqueue(Behavior(deltas=["Hel", "lo"], tool_calls=None, usage=(3, 2)))
+    body = {"model": "gpt-4o", "input": "Hi", "stream": True}
+    status, headers, raw = await raw_post(fake_openai, "/v1/responses", msgspec.json.encode(body))
+    assert status == 200
+    assert headers["Content-Type"] == "text/event-stream; charset=utf-8"
+    assert b"[DONE]" not in raw
+    events = sse_events(raw)
+    for event in events:
+        _EVENTS.validate_python(event)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert [e["type"] for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e["delta"] for e in events if e["type"] == "response.output_text.delta"] == [
+        "Hel",
+        "lo",
+    ]
+    assert events[0]["response"]["status"] == "in_progress"
+    assert events[0]["response"]["usage"] is None
+    final = events[-1]["response"]
+    assert final["output"][0]["content"][0]["text"] == "Hello"
+    assert final["usage"]["total_tokens"] == 5
+
+
+async def test_response_stream_tool_call_events(fake_openai: FakeOpenAI) -> None:
+    """Reasoning and a tool call stream as valid SDK events, ending in response.incomplete for a
+    scripted `length` finish."""
+    fake_openai.enqueue(Behavior(tool_calls=[WEATHER], reasoning_tokens=3, finish_reason="length"))
+    body = {"model": "o4-mini", "input": "Hi", "stream": True}
+    _, _, raw = await raw_post(fake_openai, "/v1/responses", msgspec.json.encode(body))
+    events = sse_events(raw)
+    for event in events:
+        _EVENTS.validate_python(event)
+    arguments = WEATHER["arguments"]
+    deltas = [arguments[i : i + 5] for i in range(0, len(arguments), 5)]
+    assert [e["type"] for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.output_item.added",
+        *["response.function_call_arguments.delta"] * len(deltas),
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.incomplete",
+    ]
+    assert events[4]["item"]["arguments"] == ""
+    assert events[4]["item"]["status"] == "in_progress"
+    assert [e["delta"] for e in events if "delta" in e] == deltas
+    final = events[-1]["response"]
+    assert final["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert [item["type"] for item in final["output"]] == ["reasoning", "function_call"]
+
+
+async def test_response_stream_through_the_sdk(
+    fake_openai: FakeOpenAI, client: openai.AsyncOpenAI
+) -> None:
+    """The SDK's own stream accumulator rebuilds the scripted text and tool calls."""
+    fake_openai.enqueue(Behavior(content="Streamed text"))
+    async with client.responses.stream(model="gpt-4o", input="Hi") as stream:
+        final = await stream.get_final_response()
+    assert final.output_text == "Streamed text"
+    fake_openai.enqueue(Behavior(tool_calls=[WEATHER], finish_reason="length"))
+    async with client.responses.stream(model="gpt-4o", input="Hi") as stream:
+        events = [event async for event in stream]
+    assert "response.function_call_arguments.delta" in [event.type for event in events]
+    last = events[-1]
+    assert last.type == "response.incomplete"
+    call = last.response.output[0]
+    assert call.type == "function_call"
+    assert (call.call_id, call.arguments) == ("call_1", WEATHER["arguments"])
+
+
+async def test_response_stream_error_event(fake_openai: FakeOpenAI) -> None:
+    """A scripted mid-stream error is an `error` event after N events, and the stream ends."""
+    fake_openai.enqueue(Behavior(stream_error=(3, "server_error", "The model failed.")))
+    body = {"model": "gpt-4o", "input": "Hi", "stream": True}
+    _, _, raw = await raw_post(fake_openai, "/v1/responses", msgspec.json.encode(body))
+    events = sse_events(raw)
+    assert len(events) == 4
+    assert events[-1] == {
+        "type": "error",
+        "code": "server_error",
+        "message": "The model failed.",
+        "param": None,
+        "sequence_number": 3,
+    }
+    _EVENTS.validate_python(events[-1])
+
+
+async def test_response_refusals(fake_openai: FakeOpenAI) -> None:
+    """Like OpenAI: no model, no input, and chat's stream_options.include_usage are 400s."""
+    cases = [
+        ({"input": "Hi"}, "model", "missing_required_parameter"),
+        ({"model": "gpt-4o"}, "input", "missing_required_parameter"),
+        (
+            {
+                "model": "gpt-4o",
+                "input": "Hi",
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            },
+            "stream_options.include_usage",
+            "unknown_parameter",
+        ),
+    ]
+    for body, param, code in cases:
+        status, _, raw = await raw_post(fake_openai, "/v1/responses", msgspec.json.encode(body))
+        assert status == 400
+        error = msgspec.json.decode(raw)["error"]
+        assert (error["param"], error["code"], error["type"]) == (
+            param,
+            code,
+            "invalid_request_error",
+        )
+    body = {
+        "model": "gpt-4o",
+        "input": "Hi",
+        "stream": True,
+        "stream_options": {"include_obfuscation": False},
+    }
+    status, _, _ = await raw_post(fake_openai, "/v1/responses", msgspec.json.encode(body))
+    assert status == 200
+
+
+async def test_response_scripted_error_and_cut(
+    fake_openai: FakeOpenAI, client: openai.AsyncOpenAI
+) -> None:
+    """Scripted statuses and cuts apply to /v1/responses as to chat."""
+    fake_openai.enqueue(Behavior(status=429), Behavior(cut_after=2))
+    with pytest.raises(openai.RateLimitError):
+        await client.responses.create(model="gpt-4o", input="Hi")
+    body = {"model": "gpt-4o", "input": "Hi", "stream": True}
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await raw_post(fake_openai, "/v1/responses", msgspec.json.encode(body))
+    assert [r.path for r in fake_openai.requests] == ["/v1/responses", "/v1/responses"]
+
+
+async def test_input_tokens(fake_openai: FakeOpenAI, client: openai.AsyncOpenAI) -> None:
+    """The count endpoint answers a deterministic estimate and refuses fields it does not take."""
+    count = await client.responses.input_tokens.count(
+        model="gpt-4o", input="Tell me a joke.", instructions="Be brief."
+    )
+    # 15 and 9 characters: 4 + 3 tokens, and 3 for the one input item.
+    assert (count.object, count.input_tokens) == ("response.input_tokens", 10)
+    assert fake_openai.requests[-1].json == {
+        "model": "gpt-4o",
+        "input": "Tell me a joke.",
+        "instructions": "Be brief.",
+    }
+    body = {"model": "gpt-4o", "input": "Hi", "stream": True}
+    status, _, raw = await raw_post(
+        fake_openai, "/v1/responses/input_tokens", msgspec.json.encode(body)
+    )
+    assert status == 400
+    assert msgspec.json.decode(raw)["error"]["param"] == "stream"
