@@ -21,7 +21,8 @@ from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.base import FakeServer
 from tests.fakes.gemini import API_KEY as GEMINI_KEY
 from tests.fakes.gemini import FakeGemini
-from tests.fakes.script import ToolCallSpec, Turn
+from tests.fakes.openai import Behavior, FakeOpenAI
+from tests.fakes.script import ToolCallSpec, Turn, split
 
 ANTHROPIC_KEY = "sk-ant-fake-responses"
 WEATHER = {
@@ -79,8 +80,88 @@ def _gemini_texts(body: Any) -> list[str]:
     return out
 
 
-@pytest.fixture(params=["anthropic", "gemini"])
+def _openai_texts(body: Any) -> list[str]:
+    out = []
+    for item in body["input"]:
+        kind = item.get("type", "message")
+        if kind == "message":
+            content = item["content"]
+            if isinstance(content, str):
+                out.append(content)
+            else:
+                out += [part["text"] for part in content if "text" in part]
+        elif kind == "function_call":
+            out.append(f"call:{item['call_id']}:{item['name']}")
+        elif kind == "function_call_output":
+            out.append(f"result:{item['call_id']}:{item['output']}")
+    return out
+
+
+OPENAI_TOO_LONG = (
+    "Your input exceeds the context window of this model. Please adjust your input and try again."
+)
+
+
+class ScriptedOpenAI:
+    """The fake OpenAI scripted with the neutral turns the other fakes take."""
+
+    def __init__(self, fake: FakeOpenAI) -> None:
+        self.fake = fake
+        self.base_url = fake.base_url
+
+    @property
+    def requests(self) -> list[Any]:
+        return [r for r in self.fake.requests if r.path == "/v1/responses"]
+
+    def script(self, *turns: Turn) -> None:
+        self.fake.enqueue(*(self._behavior(turn) for turn in turns))
+
+    @staticmethod
+    def _behavior(turn: Turn) -> Behavior:
+        if turn.error is not None:
+            status = {"rate_limit": 429, "overloaded": 503, "server": 500, "auth": 401}
+            code = "context_length_exceeded" if turn.error == "invalid" else None
+            error = {
+                "message": turn.error_message,
+                "type": "invalid_request_error",
+                "param": turn.error_param,
+                "code": code,
+            }
+            return Behavior(
+                status=status.get(turn.error, 400),
+                error_body=json.dumps({"error": error}).encode(),
+            )
+        calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in turn.tool_calls]
+        return Behavior(
+            content=turn.text,
+            deltas=split(turn.text, turn.pieces) if turn.text else None,
+            tool_calls=calls or None,
+            usage=(turn.prompt_tokens, turn.completion_tokens),
+            delay_s=turn.delay_s,
+            cut_after=turn.cut_after,
+            finish_reason=turn.finish,
+        )
+
+    async def close(self) -> None:
+        await self.fake.close()
+
+
+@pytest.fixture(params=["openai", "anthropic", "gemini"])
 async def upstream(request: pytest.FixtureRequest) -> AsyncIterator[Upstream]:
+    if request.param == "openai":
+        scripted: Any = ScriptedOpenAI(await FakeOpenAI().start())
+        made = Upstream(
+            "openai",
+            scripted,
+            "openai/gpt-4.1-mini",
+            {"base_url": scripted.base_url, "keys": [{"value": scripted.fake.api_key}]},
+            _openai_texts,
+        )
+        try:
+            yield made
+        finally:
+            await scripted.close()
+        return
     if request.param == "anthropic":
         fake: FakeServer = await FakeAnthropic(api_key=ANTHROPIC_KEY).start()
         made = Upstream(
@@ -261,7 +342,13 @@ async def test_two_turn_tool_loop_through_previous_response_id(env: Env) -> None
     results = [s for s in sent if s.startswith("result:")]
     assert len(results) == 1
     assert "sunny" in results[0]
-    if env.up.name == "anthropic":
+    if env.up.name == "openai":
+        # The gateway keeps the state: OpenAI gets the whole history, unstored.
+        body = env.up.fake.requests[-1].json
+        assert body["store"] is False
+        assert "previous_response_id" not in body
+        assert body["model"] == "gpt-4.1-mini"
+    if env.up.name in ("anthropic", "openai"):
         assert f"call:{call.call_id}:get_weather" in sent
         assert results[0].startswith(f"result:{call.call_id}:")
 
@@ -278,6 +365,13 @@ async def test_unknown_previous_response_is_a_400(env: Env) -> None:
 
 
 async def test_builtin_tool_is_refused_by_name(env: Env) -> None:
+    if env.up.name == "openai":
+        # OpenAI's own tools go to OpenAI as they are.
+        await env.sdk.responses.create(
+            model=env.model, input="Search the news.", tools=[{"type": "web_search"}]
+        )
+        assert env.up.fake.requests[-1].json["tools"] == [{"type": "web_search"}]
+        return
     with pytest.raises(openai.BadRequestError) as caught:
         await env.sdk.responses.create(
             model=env.model, input="Search the news.", tools=[{"type": "web_search"}]
@@ -515,6 +609,7 @@ async def test_stored_state_is_scoped_to_the_callers_key(
 # --- truncation -------------------------------------------------------------------------------
 
 TOO_LONG = {
+    "openai": OPENAI_TOO_LONG,
     "anthropic": "prompt is too long: 215000 tokens > 200000 maximum",
     "gemini": "The input token count (1200000) exceeds the maximum number of tokens allowed "
     "(1048576).",
