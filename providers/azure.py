@@ -10,7 +10,8 @@ Two ways to address a model (README, "Azure OpenAI"):
 
 The Responses API takes the deployment as the body's ``model`` in both styles:
 ``{base_url}/openai/v1/responses``, or ``{base_url}/openai/responses?api-version=...`` with a
-dated version from ``2025-03-01-preview`` on (an older one is refused, naming the version).
+dated version from ``2025-03-01-preview`` on (with an older one the gateway serves the Responses
+API through chat, and counting input tokens natively is refused, naming the version).
 
 Auth is an ``api-key`` header, or a Microsoft Entra ID bearer token: a static one
 (``credentials.token``) or one fetched with the client-credentials grant and kept until shortly
@@ -148,8 +149,8 @@ def _spec(endpoint: Endpoint) -> CompatSpec:
     return CompatSpec(
         base_url=None,
         auth="api-key",
-        # Responses on a version older than RESPONSES_SINCE is refused by name (``_route``).
-        operations=ALL_OPERATIONS | {"responses"},
+        # Before RESPONSES_SINCE, Azure has no Responses API: the gateway serves it through chat.
+        operations=ALL_OPERATIONS | ({"responses"} if date >= RESPONSES_SINCE[:10] else set()),
         drop_params=frozenset(drop),
         renames=renames,
         rejected=tuple(rejected),

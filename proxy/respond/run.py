@@ -300,7 +300,11 @@ async def count_input_tokens(
     """The provider's own count of the request's input tokens; None when it cannot count."""
     if not isinstance(provider, CountsTokens):
         return None
-    return await provider.count_tokens(_call(provider, prep, target, ask, stream=False))
+    try:
+        return await provider.count_tokens(_call(provider, prep, target, ask, stream=False))
+    except UnsupportedCapabilityError:
+        # This provider counts only some requests (an API version without a counting endpoint).
+        return None
 
 
 # --- streams --------------------------------------------------------------------------------

@@ -504,3 +504,19 @@ async def test_models_list(make_gateway: MakeGateway, fake_azure: FakeAzure) -> 
     assert {"azure/gpt-4o-mini", "azure/gpt-4o"} <= ids
     assert {"azure1/gpt-4o-2024-08-06", "azure1/text-embedding-3-small"} <= ids
     assert [("GET", "/openai/v1/models")] == [(r.method, r.path) for r in fake_azure.requests]
+
+
+async def test_responses_through_chat_before_azure_had_them(
+    make_gateway: MakeGateway, fake_azure: FakeAzure
+) -> None:
+    """A dated api_version older than Azure's Responses API: /v1/responses still works, through
+    the deployment's chat completions."""
+    gateway = await start(make_gateway, fake_azure, api_version="2024-10-21")
+    resp = await gateway.sdk().responses.create(model="azure/gpt-4o-mini", input="Hi")
+    assert resp.status == "completed"
+    assert resp.output_text
+    sent = fake_azure.requests[-1]
+    assert sent.path == "/openai/deployments/gpt-4o-mini/chat/completions"
+    assert sent.query["api-version"] == "2024-10-21"
+    again = await gateway.sdk().responses.retrieve(resp.id)
+    assert again.output_text == resp.output_text

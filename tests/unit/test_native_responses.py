@@ -326,3 +326,6 @@ async def test_azure_refuses_older_dated_versions(
     with pytest.raises(UnsupportedCapabilityError):
         await provider.count_tokens(call({"input": "Hi"}, "azure"))
     assert fake_azure.requests == []
+    # The gateway serves the Responses API through chat for such a version instead.
+    assert "responses" not in provider.operations
+    assert "chat_completion" in provider.operations
