@@ -14,14 +14,23 @@ first payload still allows a fallback, one raised later ends the stream with an 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import msgspec
 
 from proxy.operations import Inbound, Target
 from proxy.schemas.common import BilledUsage
 
-__all__ = ["ByteStream", "Call", "EventStream", "JSONReply", "ModelInfo", "Provider", "Reply"]
+__all__ = [
+    "ByteStream",
+    "Call",
+    "CountsTokens",
+    "EventStream",
+    "JSONReply",
+    "ModelInfo",
+    "Provider",
+    "Reply",
+]
 
 
 class Call(msgspec.Struct, gc=False):
@@ -123,3 +132,11 @@ class Provider(Protocol):
     async def list_models(self) -> list[ModelInfo]: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class CountsTokens(Protocol):
+    """A provider that can count a request's input tokens upstream
+    (``POST /v1/responses/input_tokens``)."""
+
+    async def count_tokens(self, call: Call) -> int: ...
