@@ -18,9 +18,10 @@ from providers._upstream import Upstream
 from providers.base import Call, CountsTokens, Provider
 from providers.registry import build_registry
 from proxy.config import build_config
-from proxy.errors import UpstreamError
-from proxy.operations import CHAT, Inbound, Target
+from proxy.errors import UnsupportedCapabilityError, UpstreamError
+from proxy.operations import CHAT, EMBEDDING, Inbound, Target
 from proxy.schemas.chat import ChatRequest
+from proxy.schemas.embeddings import EmbeddingRequest
 from tests.conformance.case_bedrock import bedrock_config
 from tests.fakes.anthropic import AnthropicTurn, FakeAnthropic
 from tests.fakes.bedrock import FakeBedrock
@@ -242,15 +243,17 @@ async def test_bedrock_counts_a_signed_converse_input(upstream: Upstream) -> Non
     the Converse body's messages, system and toolConfig (no inferenceConfig); inputTokens."""
     async with FakeBedrock() as fake:
         bedrock = counter(upstream, "bedrock", bedrock_config(fake))
-        count = await bedrock.count_tokens(call("bedrock", BEDROCK_CLAUDE, chat(BEDROCK_CLAUDE)))
+        req = chat(BEDROCK_CLAUDE, reasoning_effort="low")
+        count = await bedrock.count_tokens(call("bedrock", BEDROCK_CLAUDE, req))
     assert COUNT == count
     [rec] = fake.requests
     assert ["/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/count-tokens"] == fake.raw_paths
     assert rec.headers["Authorization"].startswith("AWS4-HMAC-SHA256 ")
     assert ["input"] == list(rec.json)
     converse = rec.json["input"]["converse"]
-    assert ["messages", "system", "toolConfig"] == list(converse)
+    assert ["messages", "system", "toolConfig", "additionalModelRequestFields"] == list(converse)
     assert [{"text": SYSTEM}] == converse["system"]
+    assert "enabled" == converse["additionalModelRequestFields"]["thinking"]["type"]
 
 
 @pytest.mark.parametrize(
@@ -271,6 +274,18 @@ async def test_bedrock_count_error_keeps_the_status(
             await bedrock.count_tokens(call("bedrock", model, chat(model)))
     assert status == caught.value.status
     assert words in caught.value.message
+
+
+async def test_only_chat_requests_are_counted(upstream: Upstream) -> None:
+    """A request of another type is refused before anything is sent upstream."""
+    async with FakeAnthropic() as fake:
+        anthropic = counter(upstream, "anthropic", _anthropic(fake))
+        embedding = msgspec.convert({"model": "m", "input": "hi"}, EmbeddingRequest)
+        inbound = Inbound(op=EMBEDDING, typed=embedding, model="anthropic/m", fallbacks=[])
+        wrong = Call(inbound=inbound, target=Target("anthropic", "m"), request_id="r")
+        with pytest.raises(UnsupportedCapabilityError):
+            await anthropic.count_tokens(wrong)
+    assert [] == fake.requests
 
 
 # --- who counts ------------------------------------------------------------------------------
