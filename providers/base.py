@@ -136,7 +136,6 @@ class Provider(Protocol):
 
 @runtime_checkable
 class CountsTokens(Protocol):
-    """A provider that can count a request's input tokens upstream
-    (``POST /v1/responses/input_tokens``)."""
+    """A provider that can count a request's input tokens upstream (``POST /v1/responses/input_tokens``)."""  # noqa: E501
 
     async def count_tokens(self, call: Call) -> int: ...
