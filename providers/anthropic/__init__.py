@@ -3,8 +3,10 @@
 Requests carry ``x-api-key``, ``anthropic-version`` (``2023-06-01`` unless the provider's
 ``api_version`` says otherwise: under ``2026-10-21`` ``temperature`` and ``top_p`` are refused,
 as that version removed them) and ``anthropic-beta``: the betas of the provider's ``headers``
-and those of the client's own ``anthropic-beta`` header, merged. Chat (streamed or not) and the
-model list (``GET /v1/models``, every page) are served; Anthropic has no embeddings or audio.
+and those of the client's own ``anthropic-beta`` header, merged. Chat (streamed or not), the
+model list (``GET /v1/models``, every page) and input-token counts (``POST
+/v1/messages/count_tokens``, the chat translation without what that endpoint refuses) are
+served; Anthropic has no embeddings or audio.
 
 The translation lives in :mod:`.translate` (request), :mod:`.response` (answer),
 :mod:`.stream` (events) and :mod:`.errors`; :mod:`.models` holds what differs by model version
@@ -18,15 +20,16 @@ from urllib.parse import quote
 
 import msgspec
 
+from providers._counting import CountingProvider
 from providers._keys import KeyRing
-from providers._translated import Prepared, StreamTranslator, TranslatingProvider
+from providers._translated import Prepared, StreamTranslator
 from providers._types import BuildContext, KeyedType, ProviderType
 from providers._upstream import Upstream
 from providers.anthropic.errors import map_error
 from providers.anthropic.response import from_native
 from providers.anthropic.stream import AnthropicStream
-from providers.anthropic.translate import to_native
-from providers.anthropic.wire import Message, ModelPage
+from providers.anthropic.translate import count_body, to_native
+from providers.anthropic.wire import Message, ModelPage, TokenCount
 from providers.base import ModelInfo
 from proxy.config import ProviderConfig
 from proxy.errors import UpstreamError
@@ -44,6 +47,7 @@ _MAX_MODEL_PAGES = 20
 _encode = msgspec.json.Encoder().encode
 _message = msgspec.json.Decoder(Message).decode
 _model_page = msgspec.json.Decoder(ModelPage).decode
+_token_count = msgspec.json.Decoder(TokenCount).decode
 
 
 def merge_betas(*values: str | None) -> str:
@@ -56,7 +60,7 @@ def merge_betas(*values: str | None) -> str:
     return ",".join(seen)
 
 
-class AnthropicProvider(TranslatingProvider):
+class AnthropicProvider(CountingProvider):
     def __init__(
         self,
         name: str,
@@ -93,6 +97,19 @@ class AnthropicProvider(TranslatingProvider):
             headers=self._post_headers[key or 0],
             body=_encode(native),
         )
+
+    async def prepare_count(self, req: ChatRequest, model: str, key: int | None) -> Prepared:
+        native = to_native(
+            req, model, stream=False, provider=self.name, api_version=self._api_version
+        )
+        return Prepared(
+            url=f"{self._base}/v1/messages/count_tokens",
+            headers=self._post_headers[key or 0],
+            body=_encode(count_body(native, model)),
+        )
+
+    def count_response(self, body: bytes) -> int:
+        return _token_count(body).input_tokens
 
     def client_headers(self, sent: Mapping[str, str]) -> Mapping[str, str]:
         client = sent.get(_BETA)

@@ -24,6 +24,7 @@ from providers.anthropic.wire import (
     AdaptiveThinking,
     Base64Source,
     Block,
+    CountTokensRequest,
     DocumentBlock,
     EnabledThinking,
     ImageBlock,
@@ -65,7 +66,7 @@ from proxy.schemas.chat import (
     UserMessage,
 )
 
-__all__ = ["JSON_TOOL", "to_native"]
+__all__ = ["JSON_TOOL", "count_body", "to_native"]
 
 # From this API version on, a request with temperature, top_p or top_k is refused (400).
 SAMPLING_REMOVED = "2026-10-21"
@@ -115,6 +116,20 @@ def to_native(
     if stream:
         out.stream = True
     return out
+
+
+def count_body(native: MessagesRequest, model: str) -> CountTokensRequest:
+    """The ``count_tokens`` body for a translated Messages request: the fields that shape its
+    input, ``model`` named (Vertex AI's Messages body leaves it to the URL)."""
+    return CountTokensRequest(
+        anthropic_version=native.anthropic_version,
+        model=model,
+        messages=native.messages,
+        system=native.system,
+        tools=native.tools,
+        tool_choice=native.tool_choice,
+        thinking=native.thinking,
+    )
 
 
 def _refuse(provider: str, param: str, why: str) -> InvalidRequestError:

@@ -19,6 +19,7 @@ __all__ = [
     "AdaptiveThinking",
     "Base64Source",
     "Block",
+    "CountTokensRequest",
     "DocumentBlock",
     "EnabledThinking",
     "ErrorBody",
@@ -40,6 +41,7 @@ __all__ = [
     "ResponseBlock",
     "TextBlock",
     "ThinkingBlock",
+    "TokenCount",
     "ToolChoiceAny",
     "ToolChoiceAuto",
     "ToolChoiceNone",
@@ -195,6 +197,22 @@ class MessagesRequest(_Out, kw_only=True):
     stream: bool | UnsetType = UNSET
 
 
+class CountTokensRequest(_Out, kw_only=True):
+    """``POST /v1/messages/count_tokens``: what of a Messages request shapes its input (no
+    ``max_tokens``, sampling or ``stream``: the endpoint refuses extra inputs). Vertex AI's
+    ``count-tokens:rawPredict`` takes the model in the body too, with ``anthropic_version``."""
+
+    anthropic_version: str | UnsetType = UNSET
+    model: str
+    messages: list[MessageParam]
+    system: str | list[TextBlock] | UnsetType = UNSET
+    tools: list[ToolParam] | UnsetType = UNSET
+    tool_choice: ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone | UnsetType = (
+        UNSET
+    )
+    thinking: EnabledThinking | AdaptiveThinking | UnsetType = UNSET
+
+
 # --- responses and stream events (read) -----------------------------------------------------
 
 
@@ -270,6 +288,12 @@ class ErrorEnvelope(msgspec.Struct):
 
     error: ErrorBody | None = None
     request_id: str | None = None
+
+
+class TokenCount(msgspec.Struct):
+    """``count_tokens``' answer: ``{"input_tokens": N}``."""
+
+    input_tokens: int
 
 
 class ModelEntry(msgspec.Struct):

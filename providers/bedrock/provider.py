@@ -1,4 +1,5 @@
-"""The Bedrock provider: Converse for chat, InvokeModel for embeddings, signed or bearer-keyed."""
+"""The Bedrock provider: Converse for chat, CountTokens for input-token counts, InvokeModel for
+embeddings; signed or bearer-keyed."""
 
 from __future__ import annotations
 
@@ -12,14 +13,9 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
+from providers._counting import CountingProvider
 from providers._keys import KeyRing
-from providers._translated import (
-    EmbeddingResult,
-    Prepared,
-    TranslatingProvider,
-    embedding_body,
-    embedding_inputs,
-)
+from providers._translated import EmbeddingResult, Prepared, embedding_body, embedding_inputs
 from providers._types import BuildContext
 from providers._upstream import Upstream, map_client_errors
 from providers.base import Call, JSONReply, ModelInfo, Reply
@@ -29,8 +25,8 @@ from providers.bedrock.errors import map_error
 from providers.bedrock.messages import image_urls
 from providers.bedrock.response import from_converse
 from providers.bedrock.stream import BedrockStream, Frame, FrameReader
-from providers.bedrock.translate import model_family, to_converse
-from providers.bedrock.wire import ConverseResponse
+from providers.bedrock.translate import count_request, model_family, to_converse
+from providers.bedrock.wire import ConverseRequest, ConverseResponse, CountTokensResponse
 from proxy.config import KeyConfig, ProviderConfig
 from proxy.errors import GatewayError, InvalidRequestError, UpstreamError
 from proxy.schemas.chat import ChatCompletion, ChatRequest
@@ -41,6 +37,7 @@ __all__ = ["BedrockProvider", "build"]
 
 _T = TypeVar("_T")
 _converse = msgspec.json.Decoder(ConverseResponse).decode
+_count_answer = msgspec.json.Decoder(CountTokensResponse).decode
 _encode = msgspec.json.Encoder().encode
 _JSON = "application/json"
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
@@ -48,7 +45,7 @@ _EVENT_STREAM = "application/vnd.amazon.eventstream"
 _EMBED_CONCURRENCY = 8
 
 
-class BedrockProvider(TranslatingProvider):
+class BedrockProvider(CountingProvider):
     stream_content_types = frozenset({_EVENT_STREAM})
 
     def __init__(
@@ -107,17 +104,27 @@ class BedrockProvider(TranslatingProvider):
     def _family(self, model: str) -> str:
         return model_family(model, *self._aliases.get(model, ()))
 
-    async def prepare_chat(
-        self, req: ChatRequest, model: str, *, stream: bool, key: int | None
-    ) -> Prepared:
+    async def _converse_body(self, req: ChatRequest, model: str) -> ConverseRequest:
+        """The Converse body for ``req``, its image URLs downloaded (Converse takes bytes)."""
         urls = list(dict.fromkeys(image_urls(req)))
         fetched = await _gather([self.fetch_media(u) for u in urls], limit=len(urls) or 1)
         media = dict(zip(urls, fetched, strict=True))
-        converse = to_converse(req, model=model, aliases=self._aliases.get(model, ()), media=media)
-        body = _encode(converse)
+        return to_converse(req, model=model, aliases=self._aliases.get(model, ()), media=media)
+
+    async def prepare_chat(
+        self, req: ChatRequest, model: str, *, stream: bool, key: int | None
+    ) -> Prepared:
+        body = _encode(await self._converse_body(req, model))
         return await self._prepared(
             self.url(model, "converse-stream" if stream else "converse"), body, key
         )
+
+    async def prepare_count(self, req: ChatRequest, model: str, key: int | None) -> Prepared:
+        body = _encode(count_request(await self._converse_body(req, model)))
+        return await self._prepared(self.url(model, "count-tokens"), body, key)
+
+    def count_response(self, body: bytes) -> int:
+        return _count_answer(body).input_tokens
 
     # --- answers ----------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ from proxy.schemas.chat import (
     NamedToolChoice,
 )
 
-__all__ = ["model_family", "to_converse"]
+__all__ = ["count_request", "model_family", "to_converse"]
 
 _JSON_TOOL_SPEC = w.ToolSpec(
     name=JSON_TOOL,
@@ -133,6 +133,18 @@ def to_converse(
         body.additional_model_request_fields = msgspec.Raw(_encode(fields))
     _map_passive(req, body)
     return body
+
+
+def count_request(body: w.ConverseRequest) -> w.CountTokensRequest:
+    """``CountTokens``' body for a Converse body: the fields that shape the input (the model's
+    additional fields too: a Claude thinking setting changes the count)."""
+    converse = w.ConverseTokensRequest(
+        messages=body.messages,
+        system=body.system,
+        tool_config=body.tool_config,
+        additional_model_request_fields=body.additional_model_request_fields,
+    )
+    return w.CountTokensRequest(input=w.CountTokensInput(converse=converse))
 
 
 def _bad(message: str, param: str, code: str | None = None) -> InvalidRequestError:

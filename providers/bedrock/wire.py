@@ -1,4 +1,5 @@
-"""Bedrock Runtime's wire types (Converse, ConverseStream, InvokeModel for embeddings).
+"""Bedrock Runtime's wire types (Converse, ConverseStream, CountTokens, InvokeModel for
+embeddings).
 
 Field names follow botocore's service model ``bedrock-runtime/2023-09-30`` (camelCase on the
 wire, hence ``rename="camel"``). Bedrock's unions ("exactly one member set") are Structs whose
@@ -16,6 +17,10 @@ __all__ = [
     "ContentBlock",
     "ConverseRequest",
     "ConverseResponse",
+    "ConverseTokensRequest",
+    "CountTokensInput",
+    "CountTokensRequest",
+    "CountTokensResponse",
     "DocumentBlock",
     "ImageBlock",
     "InferenceConfig",
@@ -196,6 +201,31 @@ class ConverseRequest(_W):
     additional_model_request_fields: msgspec.Raw | UnsetType = UNSET
     request_metadata: dict[str, str] | UnsetType = UNSET
     service_tier: ServiceTier | UnsetType = UNSET
+
+
+class ConverseTokensRequest(_W):
+    """What of a Converse request ``CountTokens`` counts (no inference or output settings)."""
+
+    messages: list[Message]
+    system: list[SystemBlock] | UnsetType = UNSET
+    tool_config: ToolConfig | UnsetType = UNSET
+    additional_model_request_fields: msgspec.Raw | UnsetType = UNSET
+
+
+class CountTokensInput(_W):
+    """A union: ``converse`` or ``invokeModel`` (a raw InvokeModel body, unused here)."""
+
+    converse: ConverseTokensRequest
+
+
+class CountTokensRequest(_W):
+    """The body of ``/model/{modelId}/count-tokens``."""
+
+    input: CountTokensInput
+
+
+class CountTokensResponse(_W):
+    input_tokens: int
 
 
 # --- responses -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The Gemini API provider: URLs, the API key, media downloads, embeddings and the model list.
+"""The Gemini API provider: URLs, the API key, media downloads, embeddings, input-token counts
+(``countTokens``) and the model list.
 
 The body translation lives in ``request``/``response``/``stream`` and knows nothing of URLs or
 credentials, so Vertex AI (same ``generateContent`` body, another URL and OAuth) can reuse it by
@@ -17,13 +18,9 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
+from providers._counting import CountingProvider
 from providers._keys import KeyRing
-from providers._translated import (
-    EmbeddingResult,
-    Prepared,
-    TranslatingProvider,
-    embedding_inputs,
-)
+from providers._translated import EmbeddingResult, Prepared, embedding_inputs
 from providers._types import BuildContext, KeyedType, ProviderType, resolve_keys
 from providers._upstream import Upstream, map_client_errors
 from providers.base import ModelInfo, Provider
@@ -41,6 +38,8 @@ from providers.gemini.wire import (
     BatchEmbedContentsRequest,
     Blob,
     Content,
+    CountTokensRequest,
+    CountTokensResponse,
     EmbedContentRequest,
     EmbedResponse,
     GenerateContentResponse,
@@ -65,6 +64,7 @@ _encode = msgspec.json.Encoder().encode
 _response = msgspec.json.Decoder(GenerateContentResponse).decode
 _embedded = msgspec.json.Decoder(EmbedResponse).decode
 _model_page = msgspec.json.Decoder(ModelList).decode
+_token_count = msgspec.json.Decoder(CountTokensResponse).decode
 
 
 def _resource(model: str) -> str:
@@ -74,7 +74,7 @@ def _resource(model: str) -> str:
     return "models/" + quote(model, safe="")
 
 
-class GeminiProvider(TranslatingProvider):
+class GeminiProvider(CountingProvider):
     """Google's Gemini API (``generativelanguage.googleapis.com``), keyed by ``x-goog-api-key``.
 
     The key goes in a header, never in the URL (``?key=``), so it cannot reach a log.
@@ -128,6 +128,20 @@ class GeminiProvider(TranslatingProvider):
             headers=await self.auth_headers(key),
             body=_encode(body),
         )
+
+    async def prepare_count(self, req: ChatRequest, model: str, key: int | None) -> Prepared:
+        check_request(req, self.name)
+        media = await self.resolve_media(req)
+        body = to_native(req, model=model, media=media)
+        body.model = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+        return Prepared(
+            url=self.model_url(model, "countTokens"),
+            headers=await self.auth_headers(key),
+            body=_encode(CountTokensRequest(generate_content_request=body)),
+        )
+
+    def count_response(self, body: bytes) -> int:
+        return _token_count(body).total_tokens
 
     async def resolve_media(self, req: ChatRequest) -> dict[str, Part]:
         """Every image URL of the request as a part: inline data for ``data:`` URLs, a reference

@@ -16,6 +16,8 @@ __all__ = [
     "Candidate",
     "Content",
     "ContentEmbedding",
+    "CountTokensRequest",
+    "CountTokensResponse",
     "EmbedContentRequest",
     "EmbedResponse",
     "EmbeddingUsage",
@@ -151,6 +153,21 @@ class GenerateContentRequest(_Wire):
     generation_config: GenerationConfig | UnsetType = UNSET
     # flex, standard or priority.
     service_tier: str | UnsetType = UNSET
+    # ``models/{model}``: required inside ``countTokens``' ``generateContentRequest``;
+    # ``generateContent`` names the model in its URL.
+    model: str | UnsetType = UNSET
+
+
+class CountTokensRequest(_Wire):
+    """``models/{model}:countTokens``: a whole ``generateContent`` request, so the system
+    instruction and tools are counted too (top-level ``contents`` would count only those)."""
+
+    generate_content_request: GenerateContentRequest
+
+
+class CountTokensResponse(_Wire):
+    total_tokens: int
+    cached_content_token_count: int = 0
 
 
 # --- the response -------------------------------------------------------------------------

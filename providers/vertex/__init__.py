@@ -9,7 +9,8 @@ Vertex's ``:embedContent`` or ``:predict`` (:mod:`.embed`). Requests carry a Goo
 bearer token (``providers._google_auth``: a service-account key from ``credentials``, else
 Application Default Credentials). The project is ``project``, else the credentials'; the
 location ``region`` (default ``us-central1``; ``global``, ``us`` and ``eu`` too). ``/v1/models``
-lists the configured ``models``: Vertex's publisher-model list is another API (Model Garden,
+lists the configured ``models``; input tokens are counted by ``countTokens`` (Gemini) or
+``count-tokens:rawPredict`` (Claude). Vertex's publisher-model list is another API (Model Garden,
 ``v1beta1``) and is not read.
 
 - :mod:`.translate`: routing, URLs and what Vertex changes in the bodies (pure);
@@ -59,11 +60,16 @@ class VertexProvider:
         self._google = VertexGemini(name, settings, upstream, site, proxy=proxy)
         self._anthropic = VertexClaude(name, settings, upstream, site, proxy=proxy)
 
-    async def send(self, call: Call) -> Reply:
+    def _side(self, call: Call) -> VertexClaude | VertexGemini:
         model = call.target.model
         publisher, _ = route(self.settings.deployments.get(model, model))
-        side = self._anthropic if publisher == ANTHROPIC else self._google
-        return await side.send(call)
+        return self._anthropic if publisher == ANTHROPIC else self._google
+
+    async def send(self, call: Call) -> Reply:
+        return await self._side(call).send(call)
+
+    async def count_tokens(self, call: Call) -> int:
+        return await self._side(call).count_tokens(call)
 
     async def list_models(self) -> list[ModelInfo]:
         return [ModelInfo(id=m, owned_by=self.name) for m in self.settings.models]

@@ -1,5 +1,6 @@
 """Claude models on Vertex AI: the Anthropic provider with Vertex's URLs (``rawPredict``,
-``streamRawPredict``), OAuth token and body (see :mod:`providers.vertex.translate`)."""
+``streamRawPredict``, ``count-tokens:rawPredict``), OAuth token and body (see
+:mod:`providers.vertex.translate`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from providers._translated import EmbeddingResult, Prepared
 from providers._upstream import Upstream
 from providers.anthropic import AnthropicProvider
 from providers.vertex.access import OnVertex, Site
-from providers.vertex.translate import ANTHROPIC, claude_body, image_urls, with_images
+from providers.vertex.translate import (
+    ANTHROPIC,
+    claude_body,
+    claude_count_body,
+    image_urls,
+    with_images,
+)
 from proxy.config import ProviderConfig
 from proxy.errors import UnsupportedCapabilityError
 from proxy.schemas.chat import ChatRequest
@@ -49,6 +56,14 @@ class VertexClaude(OnVertex, AnthropicProvider):
         return Prepared(
             url=self.site.url(ANTHROPIC, model, method), headers=headers, body=_encode(body)
         )
+
+    async def prepare_count(self, req: ChatRequest, model: str, key: int | None) -> Prepared:
+        body = claude_count_body(await self._inline_images(req), model, provider=self.name)
+        headers = await self.site.auth_headers()
+        headers.update(self._beta_header)
+        # One endpoint counts for every Claude model: the body names the model.
+        url = self.site.url(ANTHROPIC, "count-tokens", "rawPredict")
+        return Prepared(url=url, headers=headers, body=_encode(body))
 
     async def _inline_images(self, req: ChatRequest) -> ChatRequest:
         """Claude on Vertex refuses image URLs ("URL sources are not supported"): each is

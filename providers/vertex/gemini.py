@@ -1,5 +1,5 @@
 """Gemini models on Vertex AI: the Gemini provider with Vertex's URLs, OAuth token, body
-details (see :mod:`providers.vertex.translate`) and embedding endpoints."""
+details (see :mod:`providers.vertex.translate`), embedding endpoints and ``countTokens`` body."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from providers.vertex.translate import (
     GOOGLE,
     SHARED_REQUEST_TYPE,
     gemini_body,
+    gemini_count_body,
     reference_part,
     shared_request_type,
 )
@@ -84,6 +85,15 @@ class VertexGemini(OnVertex, GeminiProvider):
             headers = {**headers, SHARED_REQUEST_TYPE: tier}
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         return Prepared(url=self.model_url(model, method), headers=headers, body=_encode(body))
+
+    async def prepare_count(self, req: ChatRequest, model: str, key: int | None) -> Prepared:
+        check_request(req, self.name)
+        media = await self.resolve_media(req)
+        body = gemini_count_body(gemini_body(req, model=model, media=media))
+        headers = await self.auth_headers(key)
+        return Prepared(
+            url=self.model_url(model, "countTokens"), headers=headers, body=_encode(body)
+        )
 
     # --- embeddings ------------------------------------------------------------------------
 

@@ -18,6 +18,10 @@
   ``"anthropic_version": "vertex-2023-10-16"`` (Anthropic's "Claude on Vertex AI" guide). Vertex
   refuses URL image sources ("URL sources are not supported"), so image URLs are downloaded and
   sent as base64 (:func:`with_images`).
+- **Token counts**: Gemini's ``countTokens`` takes ``contents``, ``systemInstruction`` and
+  ``tools`` at the top level (not the Gemini API's ``generateContentRequest``); Claude's
+  ``count-tokens:rawPredict`` (one endpoint for every model) takes Anthropic's ``count_tokens``
+  body with ``model`` in it and the same ``anthropic_version``.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ from urllib.parse import quote
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from providers.anthropic.translate import count_body
 from providers.anthropic.translate import to_native as anthropic_native
-from providers.anthropic.wire import MessagesRequest
+from providers.anthropic.wire import CountTokensRequest, MessagesRequest
 from providers.gemini.request import to_native as gemini_native
 from providers.gemini.wire import FileData, Part
+from providers.vertex.wire import CountTokensRequest as GeminiCountRequest
 from providers.vertex.wire import GenerateContentRequest
 from proxy.errors import InvalidRequestError
 from proxy.schemas.chat import ChatRequest, ContentPart, ImagePart, ImageURL, UserMessage
@@ -43,8 +49,10 @@ __all__ = [
     "GOOGLE",
     "SHARED_REQUEST_TYPE",
     "claude_body",
+    "claude_count_body",
     "default_root",
     "gemini_body",
+    "gemini_count_body",
     "labels",
     "model_url",
     "reference_part",
@@ -175,6 +183,13 @@ def gemini_body(
     )
 
 
+def gemini_count_body(body: GenerateContentRequest) -> GeminiCountRequest:
+    """``countTokens``' body for a translated ``generateContent`` body: what shapes the input."""
+    return GeminiCountRequest(
+        contents=body.contents, system_instruction=body.system_instruction, tools=body.tools
+    )
+
+
 # --- Claude --------------------------------------------------------------------------------
 
 
@@ -186,6 +201,11 @@ def claude_body(req: ChatRequest, model: str, *, stream: bool, provider: str) ->
     body.model = UNSET
     body.anthropic_version = ANTHROPIC_VERSION
     return body
+
+
+def claude_count_body(req: ChatRequest, model: str, *, provider: str) -> CountTokensRequest:
+    """The body of ``count-tokens:rawPredict`` for ``req`` counted by ``model``."""
+    return count_body(claude_body(req, model, stream=False, provider=provider), model)
 
 
 def image_urls(req: ChatRequest) -> Iterator[str]:

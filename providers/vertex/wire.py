@@ -15,6 +15,7 @@ from msgspec import UNSET, UnsetType
 from providers.gemini import wire as gemini
 
 __all__ = [
+    "CountTokensRequest",
     "EmbedContentConfig",
     "EmbedContentRequest",
     "EmbedContentResponse",
@@ -32,6 +33,15 @@ class GenerateContentRequest(gemini.GenerateContentRequest):
     lowercase letters, digits, ``_`` and ``-``; keys start with a letter)."""
 
     labels: dict[str, str] | UnsetType = UNSET
+
+
+class CountTokensRequest(msgspec.Struct, rename="camel", omit_defaults=True):
+    """``:countTokens`` on Vertex: the prompt's parts at the top level (``model`` and
+    ``instances`` are for other kinds of models)."""
+
+    contents: list[gemini.Content]
+    system_instruction: gemini.Content | UnsetType = UNSET
+    tools: list[gemini.Tool] | UnsetType = UNSET
 
 
 # --- :predict (text-embedding-005, text-multilingual-embedding-002, ...) -----------------------

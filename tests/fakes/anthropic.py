@@ -5,7 +5,12 @@ the message object, or (``stream: true``) the named SSE events in the API's orde
 (``message_start``, ``content_block_start``, ``ping``, deltas, ``content_block_stop``,
 ``message_delta``, ``message_stop``), with ``request-id`` and rate-limit headers; errors are
 ``{"type": "error", "error": {...}, "request_id"}`` with Anthropic's statuses (529 for overload).
-``GET /v1/models`` pages with ``has_more``/``last_id``/``after_id``.
+``GET /v1/models`` pages with ``has_more``/``last_id``/``after_id``. ``POST
+/v1/messages/count_tokens`` answers ``{"input_tokens": N}`` with N from
+:func:`~tests.fakes.script.prompt_tokens` over the texts it received (system, text, thinking,
+tool results), after the API's checks: ``model`` and ``messages`` required, no field a count
+request does not take (``max_tokens``, sampling, ``stream``: "Extra inputs are not permitted"),
+the messages' roles and content as for ``/v1/messages``.
 
 The fake checks what the real API would refuse, with its kind of message: the key (in
 ``x-api-key``, or as a bearer token as the SDKs send it since API version ``2026-10-21``), the
@@ -29,9 +34,9 @@ import msgspec
 from aiohttp import web
 
 from tests.fakes.base import Exchange, FakeServer, Handler
-from tests.fakes.script import Turn, split
+from tests.fakes.script import Turn, prompt_tokens, split
 
-__all__ = ["MODELS", "AnthropicTurn", "FakeAnthropic", "Model"]
+__all__ = ["MODELS", "AnthropicTurn", "FakeAnthropic", "Model", "count_input_tokens"]
 
 VERSION = "2023-06-01"
 _STOP = {
@@ -52,6 +57,21 @@ _ERRORS = {
     "server": (500, "api_error", "Internal server error"),
     "auth": (401, "authentication_error", "invalid x-api-key"),
 }
+# What ``/v1/messages/count_tokens`` takes; anything else is an extra input it refuses.
+_COUNT_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "output_config",
+        "cache_control",
+        "mcp_servers",
+        "context_management",
+    }
+)
 
 
 @dataclass
@@ -114,7 +134,11 @@ class FakeAnthropic(FakeServer):
         return self.root_url
 
     def routes(self) -> Iterable[tuple[str, str, Handler]]:
-        return [("POST", "/v1/messages", self._messages), ("GET", "/v1/models", self._models)]
+        return [
+            ("POST", "/v1/messages", self._messages),
+            ("POST", "/v1/messages/count_tokens", self._count_tokens),
+            ("GET", "/v1/models", self._models),
+        ]
 
     async def check_auth(self, ex: Exchange) -> web.StreamResponse | None:
         headers = ex.request.headers
@@ -196,6 +220,17 @@ class FakeAnthropic(FakeServer):
         return await self.stream(
             ex, events, content_type="text/event-stream; charset=utf-8", headers=headers
         )
+
+    async def _count_tokens(self, ex: Exchange) -> web.StreamResponse:
+        return self._scripted_error(ex.turn) or self.count_answer(ex.rec.json)
+
+    def count_answer(self, body: Any) -> web.Response:
+        """``count_tokens``' answer for ``body``: the count, or the error the API gives."""
+        try:
+            count = count_input_tokens(body)
+        except _Refused as refused:
+            return self._error(refused.status, refused.type, refused.message)
+        return self.json({"input_tokens": count}, headers=self._headers())
 
     async def _models(self, ex: Exchange) -> web.StreamResponse:
         query = ex.rec.query
@@ -343,6 +378,43 @@ def _writes(events: list[dict[str, Any]]) -> list[bytes]:
 
 def _sse(event: dict[str, Any]) -> bytes:
     return b"event: %s\ndata: %s\n\n" % (event["type"].encode(), msgspec.json.encode(event))
+
+
+# --- token counts ---------------------------------------------------------------------------
+
+
+def count_input_tokens(body: Any) -> int:
+    """The count for a ``count_tokens`` body; :class:`_Refused` for what the API refuses."""
+    if not isinstance(body, dict):
+        raise _Refused(400, "invalid_request_error", "There was an issue with your request.")
+    for name in ("model", "messages"):
+        if name not in body:
+            raise _Refused(400, "invalid_request_error", f"{name}: Field required")
+    for name in body:
+        if name not in _COUNT_FIELDS:
+            raise _Refused(400, "invalid_request_error", f"{name}: Extra inputs are not permitted")
+    _check_messages(body["messages"])
+    system = body.get("system") or []
+    texts = [system] if isinstance(system, str) else [b["text"] for b in system]
+    for message in body["messages"]:
+        texts += [t for block in _blocks(message) for t in _block_texts(block)]
+    return prompt_tokens(texts, messages=len(body["messages"]), tools=len(body.get("tools") or []))
+
+
+def _block_texts(block: dict[str, Any]) -> list[str]:
+    kind = block["type"]
+    if kind == "text":
+        return [block["text"]]
+    if kind == "thinking":
+        return [block["thinking"]]
+    if kind == "tool_use":
+        return [block["name"], msgspec.json.encode(block["input"]).decode()]
+    if kind == "tool_result":
+        content = block.get("content") or []
+        if isinstance(content, str):
+            return [content]
+        return [b["text"] for b in content if b["type"] == "text"]
+    return []
 
 
 # --- what the real API refuses --------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""A fake of Amazon Bedrock Runtime (Converse, ConverseStream, InvokeModel) on 127.0.0.1.
+"""A fake of Amazon Bedrock Runtime (Converse, ConverseStream, CountTokens, InvokeModel) on
+127.0.0.1.
 
 It speaks Bedrock's wire format: REST-JSON bodies named as in botocore's service model, errors as
 ``{"message": ...}`` with the exception's name in ``x-amzn-ErrorType``, and ConverseStream as
@@ -12,7 +13,11 @@ and compared; a wrong one gets Bedrock's 403 ``InvalidSignatureException`` (or
 ``UnrecognizedClientException`` for an unknown key). A bearer token must be one of ``api_keys``.
 Converse bodies are validated against botocore's ``ConverseRequest`` shape, plus the conversation
 rules Bedrock enforces (start with a user turn, alternate roles, declare tools when tool blocks
-are present).
+are present). CountTokens bodies are validated against botocore's ``CountTokensRequest``
+(``input`` a union of ``converse`` and ``invokeModel``), a ``converse`` input by the same
+conversation rules; it counts for Anthropic's models only, by their bare model id (others:
+"The provided model doesn't support counting tokens."), ``inputTokens`` from
+:func:`~tests.fakes.script.prompt_tokens` over the texts received.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from botocore.credentials import Credentials
 from botocore.validate import ParamValidator
 
 from tests.fakes.base import Exchange, FakeServer, Handler
-from tests.fakes.script import Turn, split
+from tests.fakes.script import Turn, prompt_tokens, split
 
 __all__ = [
     "ACCESS_KEY",
@@ -168,6 +173,7 @@ class FakeBedrock(FakeServer):
             ("POST", "/model/{model_id}/converse", self._converse),
             ("POST", "/model/{model_id}/converse-stream", self._converse_stream),
             ("POST", "/model/{model_id}/invoke", self._invoke),
+            ("POST", "/model/{model_id}/count-tokens", self._count_tokens),
         ]
 
     # --- errors and authentication ----------------------------------------------------------
@@ -299,6 +305,31 @@ class FakeBedrock(FakeServer):
             ex, frames, content_type=EVENT_STREAM, headers={"x-amzn-RequestId": _rid()}
         )
 
+    # --- CountTokens -------------------------------------------------------------------------
+
+    async def _count_tokens(self, ex: Exchange) -> web.StreamResponse:
+        failed = self._scripted_error(ex.turn)
+        if failed is not None:
+            return failed
+        body, model = ex.rec.json, ex.rec.match["model_id"]
+        if not isinstance(body, dict):
+            return self.error(400, "SerializationException", "Unable to parse the request body.")
+        shape = _MODEL.operation_model("CountTokens").input_shape
+        report = ParamValidator().validate({**body, "modelId": model}, shape)
+        if report.has_errors():
+            return self.error(400, "ValidationException", report.generate_report())
+        if not model.startswith("anthropic."):
+            message = "The provided model doesn't support counting tokens."
+            return self.error(400, "ValidationException", message)
+        converse = body["input"].get("converse")
+        if converse is None:
+            tokens = prompt_tokens([body["input"]["invokeModel"]["body"]], messages=0)
+            return self.json({"inputTokens": tokens}, headers={"x-amzn-RequestId": _rid()})
+        failed = _conversation_rules(converse)
+        if failed is not None:
+            return failed
+        return self.json({"inputTokens": _count(converse)}, headers={"x-amzn-RequestId": _rid()})
+
     # --- InvokeModel (embeddings) -------------------------------------------------------------
 
     async def _invoke(self, ex: Exchange) -> web.StreamResponse:
@@ -378,6 +409,19 @@ def _conversation_rules(body: dict[str, Any]) -> web.Response | None:
     if problem is None:
         return None
     return FakeBedrock.error(400, "ValidationException", problem)
+
+
+def _count(converse: dict[str, Any]) -> int:
+    """The count for a ``converse`` input: its texts (system, messages, tool results)."""
+    messages = converse.get("messages") or []
+    texts = [b["text"] for b in converse.get("system") or [] if "text" in b]
+    for block in (b for m in messages for b in m["content"]):
+        if "text" in block:
+            texts.append(block["text"])
+        for part in block.get("toolResult", {}).get("content", []):
+            texts += [part["text"]] if "text" in part else []
+    tools = len((converse.get("toolConfig") or {}).get("tools") or [])
+    return prompt_tokens(texts, messages=len(messages), tools=tools)
 
 
 def _forced_tool(body: Any) -> str | None:

@@ -3,7 +3,10 @@
 It speaks the API's wire format: ``POST /v1beta/models/{model}:generateContent``,
 ``:streamGenerateContent?alt=sse`` (``data: {...}\\r\\n\\r\\n`` events, JSON written the way
 Google's front end writes it, ``usageMetadata`` in every event, the finish reason with the last
-piece), ``:embedContent``, ``:batchEmbedContents`` and the paginated ``GET /v1beta/models``;
+piece), ``:embedContent``, ``:batchEmbedContents``, ``:countTokens`` (``contents`` or a whole
+``generateContentRequest`` naming its ``model``, never both; ``totalTokens`` from
+:func:`~tests.fakes.script.prompt_tokens` over the texts received) and the paginated
+``GET /v1beta/models``;
 Google's error bodies (``{"error": {"code", "message", "status", "details"}}``, pretty-printed),
 its auth answers (no key: 403 PERMISSION_DENIED; a wrong key: 400 INVALID_ARGUMENT with reason
 API_KEY_INVALID) and its response headers.
@@ -26,9 +29,9 @@ import msgspec
 from aiohttp import web
 
 from tests.fakes.base import Exchange, FakeServer, Handler
-from tests.fakes.script import Turn, split
+from tests.fakes.script import Turn, prompt_tokens, split
 
-__all__ = ["FakeGemini", "MidStreamError", "google_json"]
+__all__ = ["FakeGemini", "MidStreamError", "count_contents", "google_json"]
 
 API_KEY = "AIzaSyFAKE-gemini-key-0123456789abcdef"
 _HEADERS = {
@@ -227,6 +230,8 @@ class FakeGemini(FakeServer):
             return self._embed(ex, [ex.rec.json])
         if method == "batchEmbedContents":
             return self._embed(ex, list(ex.rec.json.get("requests") or []))
+        if method == "countTokens":
+            return self._count_tokens(ex)
         message = f"Method not found: {method}"
         return self._error(404, "NOT_FOUND", message)
 
@@ -344,6 +349,33 @@ class FakeGemini(FakeServer):
             payload["usageMetadata"] = {"promptTokenCount": ex.turn.prompt_tokens}
         return self._json(payload)
 
+    def _count_tokens(self, ex: Exchange) -> web.Response:
+        body = ex.rec.json
+        for name in body:
+            if name not in ("contents", "generateContentRequest"):
+                return self._unknown_field(name)
+        request = body.get("generateContentRequest")
+        if request is not None and "contents" in body:
+            message = (
+                "* CountTokensRequest: contents and generate_content_request are mutually "
+                "exclusive\n"
+            )
+            return self._error(400, "INVALID_ARGUMENT", message)
+        if request is not None and not str(request.get("model", "")).startswith("models/"):
+            message = "* GenerateContentRequest.model: unexpected model name format\n"
+            return self._error(400, "INVALID_ARGUMENT", message)
+        source = request if request is not None else body
+        if not source.get("contents"):
+            message = "* GenerateContentRequest.contents: contents is not specified\n"
+            return self._error(400, "INVALID_ARGUMENT", message)
+        count = count_contents(source)
+        details = [{"modality": "TEXT", "tokenCount": count}]
+        return self._json({"totalTokens": count, "promptTokensDetails": details})
+
+    def _unknown_field(self, name: str) -> web.Response:
+        message = f'Invalid JSON payload received. Unknown name "{name}": Cannot find field.'
+        return self._error(400, "INVALID_ARGUMENT", message)
+
     async def _list(self, ex: Exchange) -> web.StreamResponse:
         size = int(ex.rec.query.get("pageSize") or 50)
         size = min(size, self.page_size)
@@ -367,3 +399,18 @@ class FakeGemini(FakeServer):
         if start + size < len(self.models):
             payload["nextPageToken"] = str(start + size)
         return self._json(payload)
+
+
+def count_contents(body: dict[str, Any]) -> int:
+    """The count for a body's ``contents``, ``systemInstruction`` and ``tools``: the text parts'
+    words, 3 per content, 10 per function declared."""
+    contents = list(body.get("contents") or [])
+    system = body.get("systemInstruction")
+    texts = [
+        p["text"]
+        for c in [*contents, *([system] if system else [])]
+        for p in c.get("parts", [])
+        if "text" in p
+    ]
+    tools = sum(len(t.get("functionDeclarations") or []) for t in body.get("tools") or [])
+    return prompt_tokens(texts, messages=len(contents), tools=tools)

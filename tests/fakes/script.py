@@ -3,10 +3,11 @@ its own wire format, so one conformance scenario list runs against every provide
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["ToolCallSpec", "Turn", "split"]
+__all__ = ["ToolCallSpec", "Turn", "prompt_tokens", "split"]
 
 
 @dataclass
@@ -70,3 +71,10 @@ def split(text: str, pieces: int) -> list[str]:
         out.append(text[start:end])
         start = end
     return out
+
+
+def prompt_tokens(texts: Iterable[str], *, messages: int, tools: int = 0) -> int:
+    """The fakes' input-token count for what a counting endpoint received: the whitespace-
+    separated words of every text, 3 per message and 10 per tool declared. Deterministic, so a
+    test can tell from the number which texts were counted."""
+    return sum(len(t.split()) for t in texts) + 3 * messages + 10 * tools

@@ -7,13 +7,18 @@
   :class:`~tests.fakes.gemini.FakeGemini` renders them (Vertex adds ``createTime``; its v1
   function calls carry no ``id``), after the checks Vertex's v1 API makes that the Gemini API
   does not (no function-call or function-response ``id``, no ``serviceTier``, ``fileData`` with
-  its ``mimeType``, a known thinking level, valid ``labels``); Vertex's embeddings,
+  its ``mimeType``, a known thinking level, valid ``labels``); ``countTokens`` with
+  ``contents``, ``systemInstruction`` and ``tools`` at the top level (no
+  ``generateContentRequest``: an unknown name there); Vertex's embeddings,
   ``predict`` (``instances`` -> ``predictions`` with ``statistics.token_count``; the Gemini
   embedding models take one instance) and ``embedContent`` (one content per request);
 - ``anthropic``: ``rawPredict`` and ``streamRawPredict`` rendered by
   :class:`~tests.fakes.anthropic.FakeAnthropic`, after Vertex's rules: the model is in the URL,
   not the body; ``anthropic_version`` is ``vertex-2023-10-16``; ``stream`` matches the method;
-  URL image or document sources are refused ("URL sources are not supported").
+  URL image or document sources are refused ("URL sources are not supported");
+  ``count-tokens:rawPredict``, one endpoint for every model, counted by
+  :meth:`~tests.fakes.anthropic.FakeAnthropic.count_answer` once ``anthropic_version`` is
+  checked (the model is in the body there).
 
 Every request needs ``Authorization: Bearer <token>`` with a token the token fake issued and
 that has not expired (Google's 401 UNAUTHENTICATED otherwise), for the fake's project (403
@@ -34,7 +39,7 @@ from aiohttp import web
 
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.base import Exchange, Handler
-from tests.fakes.gemini import FakeGemini, _vector
+from tests.fakes.gemini import FakeGemini, _vector, count_contents
 from tests.fakes.google_oauth import FakeGoogleOAuth, key_json, service_account_key
 from tests.fakes.script import Turn
 
@@ -65,6 +70,8 @@ _LEVELS = ("MINIMAL", "LOW", "MEDIUM", "HIGH")
 _CALL_FIELDS = (("functionCall", "function_call"), ("functionResponse", "function_response"))
 _LABEL = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+# The fields of Vertex's CountTokensRequest.
+_COUNT_FIELDS = ("model", "instances", "contents", "tools", "systemInstruction", "generationConfig")
 
 
 class VertexTokens(FakeGoogleOAuth):
@@ -163,6 +170,8 @@ class FakeVertex(FakeGemini):
             return await self._claude(ex, model, method)
         if method in ("predict", "embedContent"):
             return self._vertex_error(ex.turn, model) or self._embeddings(ex, model, method)
+        if method == "countTokens":
+            return self._vertex_error(ex.turn, model) or self._count_tokens(ex)
         if method not in ("generateContent", "streamGenerateContent"):
             return self._error(404, "NOT_FOUND", f"Method not found: {method}")
         refused = _gemini_refusal(ex.rec.json)
@@ -212,6 +221,20 @@ class FakeVertex(FakeGemini):
     def _events(self, ex: Exchange, model: str) -> list[dict[str, Any]]:
         return [{**e, "createTime": _CREATE_TIME} for e in super()._events(ex, model)]
 
+    def _count_tokens(self, ex: Exchange) -> web.Response:
+        body = ex.rec.json
+        for name in body:
+            if name not in _COUNT_FIELDS:
+                return self._unknown_field(name)
+        refused = _gemini_refusal(body)
+        if refused is not None:
+            return self._error(400, "INVALID_ARGUMENT", refused)
+        if not body.get("contents") and not body.get("instances"):
+            return self._error(400, "INVALID_ARGUMENT", "Either contents or instances is required.")
+        count = count_contents(body)
+        details = [{"modality": "TEXT", "tokenCount": count}]
+        return self._json({"totalTokens": count, "promptTokensDetails": details})
+
     def _embeddings(self, ex: Exchange, model: str, method: str) -> web.Response:
         body = ex.rec.json
         if method == "embedContent":
@@ -248,6 +271,8 @@ class FakeVertex(FakeGemini):
             return self._error(429, "RESOURCE_EXHAUSTED", _CLAUDE_QUOTA.format(model=model))
         if turn.error == "auth":
             return self._error(401, "UNAUTHENTICATED", _INVALID)
+        if model == "count-tokens" and method == "rawPredict":
+            return self.claude._scripted_error(turn) or self._claude_count(ex.rec.json)
         if method not in ("rawPredict", "streamRawPredict"):
             return self._error(404, "NOT_FOUND", f"Method not found: {method}")
         body = ex.rec.json
@@ -263,6 +288,12 @@ class FakeVertex(FakeGemini):
             return await self.claude._messages(inner)
         finally:
             ex.cut, ex.response = inner.cut, inner.response
+
+    def _claude_count(self, body: dict[str, Any]) -> web.Response:
+        if body.get("anthropic_version") != ANTHROPIC_VERSION:
+            message = f"anthropic_version: Input should be '{ANTHROPIC_VERSION}'"
+            return self.claude._error(400, "invalid_request_error", message)
+        return self.claude.count_answer({k: v for k, v in body.items() if k != "anthropic_version"})
 
 
 def _rpc(ex: Exchange) -> str:

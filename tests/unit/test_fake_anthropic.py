@@ -150,3 +150,19 @@ async def test_model_pages(fake: FakeAnthropic, client: anthropic.AsyncAnthropic
     ids = [m.id async for m in client.models.list(limit=2)]
     assert ids == [m.id for m in fake.models]
     assert [r.query.get("after_id") for r in fake.requests] == [None, "claude-sonnet-4-5-20250929"]
+
+
+async def test_count_tokens(fake: FakeAnthropic, client: anthropic.AsyncAnthropic) -> None:
+    """The SDK's count_tokens gets the fake's deterministic count (words + 3 per message + 10
+    per tool); a field the endpoint does not take is refused as an extra input."""
+    tool: Any = {"name": "f", "input_schema": {"type": "object"}}
+    counted = await client.messages.count_tokens(
+        model="claude-opus-4-7", system="Be brief.", messages=USER, tools=[tool]
+    )
+    assert counted.input_tokens == 2 + 1 + 3 + 10
+    assert fake.requests[-1].path == "/v1/messages/count_tokens"
+    with pytest.raises(anthropic.BadRequestError) as info:
+        await client.messages.count_tokens(
+            model="claude-opus-4-7", messages=USER, extra_body={"max_tokens": 10}
+        )
+    assert "max_tokens: Extra inputs are not permitted" in str(info.value)

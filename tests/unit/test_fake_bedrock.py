@@ -201,3 +201,29 @@ async def test_invoke_model_embeddings(fake: FakeBedrock) -> None:
     cohere = json.loads(got["body"].read())
     assert len(cohere["embeddings"]) == 2
     assert got["ResponseMetadata"]["HTTPHeaders"]["x-amzn-bedrock-input-token-count"] == "3"
+
+
+async def test_count_tokens(fake: FakeBedrock) -> None:
+    """botocore's CountTokens (signed, its input a union) gets the fake's count; a model
+    Bedrock cannot count for, or an input that is neither member of the union, is refused."""
+    sdk = client(fake)
+    converse = {"messages": USER, "system": [{"text": "Be brief."}]}
+    got = await call(sdk.count_tokens, modelId=CLAUDE, input={"converse": converse})
+    assert got["inputTokens"] == 1 + 2 + 3
+    assert fake.requests[-1].path == f"/model/{CLAUDE}/count-tokens"
+    with pytest.raises(ClientError) as info:
+        await call(sdk.count_tokens, modelId="amazon.nova-pro-v1:0", input={"converse": converse})
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    unchecked = boto3.client(
+        "bedrock-runtime",
+        region_name=REGION,
+        endpoint_url=fake.root_url,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(retries={"total_max_attempts": 1}, parameter_validation=False),
+    )
+    _clients.append(unchecked)
+    with pytest.raises(ClientError) as info:
+        await call(unchecked.count_tokens, modelId=CLAUDE, input={})
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    assert "input" in info.value.response["Error"]["Message"]

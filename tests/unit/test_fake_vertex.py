@@ -148,3 +148,24 @@ async def test_requests_without_a_valid_token_are_refused(fake: FakeVertex) -> N
         )
     assert "invalid authentication credentials" in str(info.value)
     await client.close()
+
+
+async def test_count_tokens_of_both_publishers(fake: FakeVertex) -> None:
+    """google-genai's Vertex count_tokens (contents and system instruction at the top level) and
+    Anthropic's Vertex client's count_tokens (count-tokens:rawPredict) get the fake's counts."""
+    config = types.CountTokensConfig(system_instruction="Be brief.")
+    counted = await _genai(fake).aio.models.count_tokens(
+        model="gemini-2.5-flash", contents="Hi there", config=config
+    )
+    assert counted.total_tokens == 2 + 2 + 3
+    assert fake.requests[-1].path.endswith("/publishers/google/models/gemini-2.5-flash:countTokens")
+    client = await _claude(fake)
+    claude = await client.messages.count_tokens(
+        model=CLAUDE,
+        messages=[{"role": "user", "content": "Hi there"}],
+        extra_body=VERSION,
+    )
+    assert claude.input_tokens == 2 + 3
+    assert fake.requests[-1].path.endswith("/publishers/anthropic/models/count-tokens:rawPredict")
+    assert fake.requests[-1].json["model"] == CLAUDE
+    await client.close()
