@@ -555,11 +555,31 @@ async def test_background_stream_resumes_from_a_sequence_number(env: Env) -> Non
 # --- input tokens -----------------------------------------------------------------------------
 
 
-async def test_input_tokens_are_counted(env: Env) -> None:
-    got = await env.sdk.responses.input_tokens.count(
-        model=env.model, input="Count these words please."
+async def test_input_tokens_are_counted_by_the_provider(env: Env) -> None:
+    raw = await env.sdk.responses.input_tokens.with_raw_response.count(
+        model=env.model, input="Count these words please.", instructions="Be brief."
     )
+    got = raw.parse()
     assert got.input_tokens > 0
+    assert raw.headers["x-thruway-token-count"] == "provider"
+    fake: Any = env.up.fake
+    counted = fake.fake.requests[-1] if env.up.name == "openai" else fake.requests[-1]
+    assert "count" in counted.path.lower() or "input_tokens" in counted.path
+    assert "Count these words please." in json.dumps(counted.json)
+
+
+async def test_input_tokens_are_estimated_where_the_provider_cannot_count(
+    make_gateway: MakeGateway, fake_backup: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(
+        {"providers": {"groq": {"base_url": fake_backup.base_url, "keys": [{"value": "k"}]}}}
+    )
+    raw = await gateway.sdk().responses.input_tokens.with_raw_response.count(
+        model="groq/llama-3.3-70b", input="Count these words please."
+    )
+    assert raw.parse().input_tokens > 0
+    assert raw.headers["x-thruway-token-count"] == "estimated"
+    assert fake_backup.requests == []
 
 
 # --- who may see what -------------------------------------------------------------------------
