@@ -694,3 +694,42 @@ async def test_truncation_gives_up_when_the_input_alone_is_too_long(env: Env) ->
     with pytest.raises(openai.BadRequestError):
         await env.sdk.responses.create(model=env.model, input="Huge.", truncation="auto")
     assert len(env.up.fake.requests) == 1
+
+
+async def test_reasoning_streams_as_a_summary_and_goes_back_next_turn(env: Env) -> None:
+    if env.up.name == "openai":
+        pytest.skip("OpenAI returns no reasoning text")
+    script(
+        env,
+        Turn(
+            text="",
+            reasoning="The user wants the weather; call the tool.",
+            tool_calls=[ToolCallSpec("toolu_03C", "get_weather", '{"city": "Oslo"}')],
+            finish="tool_calls",
+        ),
+        Turn(text="Cold in Oslo."),
+    )
+    async with env.sdk.responses.stream(
+        model=env.model,
+        input="Weather in Oslo?",
+        tools=[WEATHER],  # type: ignore[list-item]
+        reasoning={"effort": "low", "summary": "auto"},
+    ) as stream:
+        types = [event.type async for event in stream]
+        first = await stream.get_final_response()
+    assert "response.reasoning_summary_text.delta" in types
+    reasoning = next(item for item in first.output if item.type == "reasoning")
+    assert reasoning.summary[0].text == "The user wants the weather; call the tool."
+    assert reasoning.encrypted_content  # what the provider needs back (signatures)
+    call = next(item for item in first.output if item.type == "function_call")
+    second = await env.sdk.responses.create(
+        model=env.model,
+        previous_response_id=first.id,
+        tools=[WEATHER],  # type: ignore[list-item]
+        reasoning={"effort": "low"},
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "-5C"}],
+    )
+    assert second.output_text == "Cold in Oslo."
+    body = json.dumps(env.up.fake.requests[-1].json)
+    # The signed reasoning went back with the tool call (fakes refuse a turn without it).
+    assert "sig-fake-0001" in body or "thoughtSignature" in body

@@ -1,4 +1,5 @@
-"""Background responses survive the gateway process: killed, stopped, or out of attempts."""
+"""Background responses survive the gateway process: killed, stopped, or out of attempts; on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -29,11 +30,11 @@ async def fake() -> AsyncIterator[FakeAnthropic]:
         await server.close()
 
 
-def _config(tmp_path: Path, fake: FakeAnthropic, **store: Any) -> Path:
+def _config(tmp_path: Path, fake: FakeAnthropic, url: str, **store: Any) -> Path:
     document = {
         "providers": {"anthropic": {"base_url": fake.base_url, "keys": [{"value": KEY}]}},
         "store": {
-            "url": f"sqlite:///{tmp_path / 'thruway.db'}",
+            "url": url,
             "lease_s": 1.0,
             "poll_interval_s": 0.05,
             **store,
@@ -70,11 +71,11 @@ def _sdk(url: str) -> openai.AsyncOpenAI:
 
 @pytest.mark.parametrize("how", ["kill", "term"])
 async def test_interrupted_and_queued_responses_run_after_a_restart(
-    tmp_path: Path, fake: FakeAnthropic, how: str
+    tmp_path: Path, fake: FakeAnthropic, store_url: str, how: str
 ) -> None:
     """One response runs (its upstream stalls) and one waits in the queue when the gateway goes
     away; the next gateway on the same store finishes both."""
-    config = _config(tmp_path, fake, background_concurrency=1)
+    config = _config(tmp_path, fake, store_url, background_concurrency=1)
     fake.script(Turn(text="never sent", delay_s=60), Turn(text="done"), Turn(text="done"))
     async with gateway_process(config) as gw:
         async with _sdk(gw.url) as sdk:
@@ -98,9 +99,9 @@ async def test_interrupted_and_queued_responses_run_after_a_restart(
 
 
 async def test_a_response_out_of_attempts_fails_with_a_clear_error(
-    tmp_path: Path, fake: FakeAnthropic
+    tmp_path: Path, fake: FakeAnthropic, store_url: str
 ) -> None:
-    config = _config(tmp_path, fake, max_attempts=1)
+    config = _config(tmp_path, fake, store_url, max_attempts=1)
     fake.script(Turn(text="never sent", delay_s=60))
     async with gateway_process(config) as gw:
         async with _sdk(gw.url) as sdk:
