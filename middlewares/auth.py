@@ -35,6 +35,8 @@ def auth_middleware(*, master_key: str) -> Middleware | None:
     if not master_key:
         return None
     expected = master_key.encode()
+    # The only key that passes is the master key: its owner digest is computed once.
+    owner = owner_of_key(master_key)
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -48,7 +50,7 @@ def auth_middleware(*, master_key: str) -> Middleware | None:
             )
         if not hmac.compare_digest(key.encode(), expected):
             raise AuthenticationError("Invalid API key.")
-        request[OWNER] = owner_of_key(key)
+        request[OWNER] = owner
         return await handler(request)
 
     return auth
