@@ -37,7 +37,7 @@ class CountingProvider(TranslatingProvider):
         inbound = call.inbound
         if inbound.op.name != "chat_completion":
             raise UnsupportedCapabilityError(self.name, f"token counts of {inbound.op.name}")
-        key = self._key_index(call.target.model)
+        key = self._key_index(call)
         model = self.upstream_model(call.target.model)
         prepared = await self.prepare_count(inbound.typed, model, key)
         passed = self.client_headers(call.client_headers)

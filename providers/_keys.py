@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from proxy.config import KeyConfig
 
@@ -52,14 +52,19 @@ class KeyRing:
         weights = [k.weight for k in self._keys]
         return random.choices(range(len(self._keys)), weights)[0]  # noqa: S311
 
-    def choose(self, model: str) -> int | None:
+    def choose(self, model: str, avoid: Callable[[int], bool] | None = None) -> int | None:
         """The index of the key to use, or ``None`` when keyless; raises ``LookupError`` when no
-        key allows the model."""
+        key allows the model. Keys for which ``avoid`` is true (rate-limited, cooling down,
+        behind an open breaker) are chosen only when every allowed key is to be avoided."""
         if not self._keys:
             return None
         idx, weights = self.eligible(model)
         if not idx:
             raise LookupError(model)
+        if avoid is not None:
+            kept = [(i, w) for i, w in zip(idx, weights, strict=True) if not avoid(i)]
+            if kept and len(kept) < len(idx):
+                idx, weights = tuple(i for i, _ in kept), tuple(w for _, w in kept)
         if len(idx) == 1:
             return idx[0]
         return random.choices(idx, weights)[0]  # noqa: S311 - load spreading, not security

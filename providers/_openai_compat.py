@@ -223,7 +223,7 @@ class OpenAICompatProvider:
     async def send(self, call: Call) -> Reply:
         inbound = call.inbound
         op = inbound.op.name
-        key = self._key_index(call.target.model)
+        key = self._key_index(call)
         model, url = self._route(op, call.target.model)
         if op == "transcription":
             return await self._transcribe(call, url, key, model)
@@ -269,15 +269,17 @@ class OpenAICompatProvider:
         upstream addresses models in the path (Azure deployments) overrides it."""
         return model, self._urls[op]
 
-    def _key_index(self, model: str) -> int:
+    def _key_index(self, call: Call) -> int:
+        model = call.target.model
         try:
-            index = self._keys.choose(model)
+            index = self._keys.choose(model, call.avoid_key)
         except LookupError:
             raise InvalidRequestError(
                 f"No API key of provider `{self.name}` is allowed to use model `{model}`.",
                 param="model",
                 code="model_not_allowed",
             ) from None
+        call.key = index
         return index or 0
 
     def _check_params(self, inbound: Inbound) -> None:

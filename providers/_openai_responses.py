@@ -179,7 +179,7 @@ class ResponsesProvider(OpenAICompatProvider):
     async def count_tokens(self, call: Call) -> int:
         """``input_tokens`` of ``POST /responses/input_tokens`` for the request's fields that
         endpoint takes."""
-        key = self._key_index(call.target.model)
+        key = self._key_index(call)
         model, url = self._route(INPUT_TOKENS, call.target.model)
         body = _count_body(call.inbound.raw or {}, self._model_json(model))
         resp = await self._post(url, body, key, self._timeout)

@@ -482,7 +482,7 @@ class TranslatingProvider(ABC):
     async def send(self, call: Call) -> Reply:
         inbound = call.inbound
         op = inbound.op.name
-        key = self._key_index(call.target.model)
+        key = self._key_index(call)
         model = self.upstream_model(call.target.model)
         if op == "embedding":
             return await self._embed(inbound.typed, model, key)
@@ -513,9 +513,11 @@ class TranslatingProvider(ABC):
             raw=data,
         )
 
-    def _key_index(self, model: str) -> int | None:
+    def _key_index(self, call: Call) -> int | None:
+        model = call.target.model
         try:
-            return self.keys.choose(model)
+            call.key = self.keys.choose(model, call.avoid_key)
+            return call.key
         except LookupError:
             raise InvalidRequestError(
                 f"No API key of provider `{self.name}` is allowed to use model `{model}`.",

@@ -42,6 +42,12 @@ class Call(msgspec.Struct, gc=False):
     raw_response: bool = False
     # The client's request headers, for the few a provider passes on (``anthropic-beta``).
     client_headers: Mapping[str, str] = {}
+    # Keys this attempt should not use (rate-limited earlier in this request, cooling down
+    # after a 401/403, behind an open breaker); the provider writes the key it chose to ``key``.
+    avoid_key: Callable[[int], bool] | None = None
+    key: int | None = None
+    # The client's limit for this attempt (``x-thruway-timeout-ms``), in seconds.
+    timeout_s: float | None = None
 
 
 class JSONReply(msgspec.Struct):

@@ -96,13 +96,60 @@ class KeyConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     models: tuple[str, ...] = ("*",)
 
 
+_Positive = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class RetryConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Retries of one target before the next fallback: only retryable failures (connection
+    errors, timeouts, 408, 429, 5xx, 529, throttling), with exponential backoff and full
+    jitter; an upstream's ``Retry-After``/``retry-after-ms`` is honoured up to ``max_after_s``."""
+
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
+    initial_ms: _Positive = 200.0
+    max_ms: _Positive = 5000.0
+    max_after_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+
+
+class BreakerConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The circuit breaker of each provider+key+model: open after ``failures`` consecutive
+    failures, or when at least ``min_requests`` in the last ``window_s`` failed at a rate of
+    ``error_rate`` or more; after ``cooldown_s`` one probe is let through (half-open), and its
+    success closes it. ``enabled: false`` turns it off."""
+
+    enabled: bool = True
+    failures: Annotated[int, msgspec.Meta(ge=1)] = 5
+    error_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
+    min_requests: Annotated[int, msgspec.Meta(ge=1)] = 20
+    window_s: _Positive = 30.0
+    cooldown_s: _Positive = 15.0
+
+
 class ProviderConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # The wire format; defaults to the provider's own name when that is a known provider.
     type: str | None = None
     keys: tuple[KeyConfig, ...] | None = None
     base_url: str | None = None
+    # Timeouts of one attempt. ``timeout_s``: the whole of a JSON answer; for a stream, the
+    # default of ``idle_timeout_s``. ``headers_timeout_s``: until the response headers arrive;
+    # ``first_token_timeout_s``: until a stream's first event; ``idle_timeout_s``: the longest
+    # silence between events; ``stream_timeout_s``: a whole stream. None: not limited beyond
+    # ``timeout_s``.
     timeout_s: float = 600.0
     connect_timeout_s: float = 10.0
+    headers_timeout_s: float | None = None
+    first_token_timeout_s: float | None = None
+    idle_timeout_s: float | None = None
+    stream_timeout_s: float | None = None
+    retry: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    # A key that answers 401/403 leaves the rotation for this long (logged, without the key).
+    key_cooldown_s: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+    # Bounded load: at most ``max_in_flight`` requests at once to this provider (None: no
+    # limit), ``max_queue`` more waiting at most ``queue_timeout_ms`` each; past that, a 503
+    # ``overloaded`` with ``Retry-After`` at once (and the next fallback).
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    max_queue: Annotated[int, msgspec.Meta(ge=0)] = 0
+    queue_timeout_ms: _Positive = 1000.0
     headers: dict[str, str] = {}
     # Models listed by /v1/models in addition to (or, when the upstream has no list, instead of)
     # the upstream's own list.
@@ -123,6 +170,29 @@ class ProviderConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=T
     credentials: dict[str, str] = {}
 
 
+class RouteTarget(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    model: str  # provider/model
+    weight: _Positive = 1.0
+
+
+class RouteConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A model name callers may use (``model: "smart"``) for a set of targets: one is picked
+    by ``strategy`` for each request, the others and then ``fallbacks`` are its fallbacks.
+
+    ``weighted``: at random by weight; ``least-latency``: the lowest moving average of time
+    to first byte; ``least-busy``: the fewest requests in flight; ``ordered``: in the order
+    listed. ``hedge_after_ms`` (or ``hedge: p95``, the target's observed 95th percentile of
+    time to first byte): when the first attempt has sent no first byte by then, a second one
+    starts on the next target and the first to answer wins.
+    """
+
+    targets: tuple[RouteTarget, ...]
+    strategy: Literal["weighted", "least-latency", "least-busy", "ordered"] = "weighted"
+    fallbacks: tuple[str, ...] = ()
+    hedge_after_ms: _Positive | None = None
+    hedge: Literal["p95"] | None = None
+
+
 class GatewayConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
@@ -130,6 +200,7 @@ class GatewayConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     streaming: StreamingConfig = StreamingConfig()
     store: StoreConfig = StoreConfig()
     providers: dict[str, ProviderConfig] = {}
+    routes: dict[str, RouteConfig] = {}
     # Where the configuration came from, for messages; not a key of the file.
     source: str = "<defaults>"
 

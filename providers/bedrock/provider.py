@@ -166,7 +166,7 @@ class BedrockProvider(CountingProvider):
     async def send(self, call: Call) -> Reply:
         if call.inbound.op.name != "embedding":
             return await super().send(call)
-        key = self._key_index(call.target.model)
+        key = self._key_index(call)
         return await self._embeddings(call.inbound.typed, call.target.model, key)
 
     async def _embeddings(self, req: EmbeddingRequest, name: str, key: int | None) -> JSONReply:
