@@ -12,8 +12,9 @@ from middlewares import build_chain
 from providers._upstream import HTTP_SESSION, Upstream, open_session
 from providers.registry import PROVIDERS, build_registry
 from proxy.config import GatewayConfig
-from proxy.keys import CONFIG, DIRECTORY, DRAINING, STORE
+from proxy.keys import CONFIG, DIRECTORY, DRAINING, RELIABILITY, STORE
 from proxy.logging import RequestLine
+from proxy.reliability import Reliability
 from proxy.respond.handlers import BACKGROUND
 from proxy.respond.worker import BackgroundWorker
 from proxy.routes import setup_routes
@@ -37,6 +38,7 @@ def create_app(
     )
     app[CONFIG] = config
     app[DRAINING] = asyncio.Event()
+    app[RELIABILITY] = Reliability(config)
     setup_routes(app)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -50,7 +52,12 @@ def create_app(
             )
             store = app[STORE] = await open_store(config.store)
             worker = app[BACKGROUND] = BackgroundWorker(
-                store, registry, registry.directory, config.store
+                store,
+                registry,
+                registry.directory,
+                config.store,
+                reliability=app[RELIABILITY],
+                routes=config.routes,
             )
             try:
                 await worker.start()

@@ -17,7 +17,7 @@ from aiohttp import web
 from providers.base import ByteStream, Call, EventStream, JSONReply
 from providers.registry import PROVIDERS
 from proxy.errors import GatewayError, UnsupportedCapabilityError
-from proxy.keys import BODY, CONFIG, OUTCOME, REQUEST_ID, TARGET, Outcome
+from proxy.keys import ATTEMPT, BODY, CONFIG, OUTCOME, REQUEST_ID, TARGET, Outcome
 from proxy.operations import OPERATIONS, Inbound, Target
 from proxy.schemas.common import BilledUsage, ExtraFields
 from proxy.schemas.errors import ErrorBody, ErrorEnvelope
@@ -60,18 +60,27 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     provider = request.app[PROVIDERS][target.provider]
     if inbound.op.name not in provider.operations:
         raise UnsupportedCapabilityError(provider.name, inbound.op.name.replace("_", " "))
+    attempt = request.get(ATTEMPT)
     call = Call(
         inbound=inbound,
         target=target,
         request_id=request[REQUEST_ID],
         raw_response=request.headers.get("x-thruway-raw-response", "").lower() == "true",
         client_headers=request.headers,
+        avoid_key=attempt.avoid_key if attempt is not None else None,
+        timeout_s=attempt.timeout_s if attempt is not None else None,
     )
-    reply = await provider.send(call)
+    try:
+        reply = await provider.send(call)
+    finally:
+        if attempt is not None:
+            attempt.key = call.key
     headers = {
         "x-request-id": call.request_id,
         "x-thruway-provider": target.provider,
         "x-thruway-model": target.model,
+        "x-thruway-attempts": str(outcome.attempts),
+        "x-thruway-fallback-index": str(target.index),
     }
     if isinstance(reply, JSONReply):
         return _json_response(call, reply, headers, outcome)
@@ -81,10 +90,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 
 def extra_fields(
-    inbound: Inbound, target: Target, usage: BilledUsage | None, latency: float
+    inbound: Inbound,
+    target: Target,
+    usage: BilledUsage | None,
+    latency: float,
+    attempts: int = 1,
 ) -> ExtraFields:
     """What a response says of how the gateway served it (``extra_fields``)."""
     return ExtraFields(
+        attempts=attempts,
         provider=target.provider,
         request_type=inbound.op.name,
         model_requested=inbound.model,
@@ -95,8 +109,10 @@ def extra_fields(
     )
 
 
-def _extra_fields(call: Call, usage: BilledUsage | None, latency: float) -> ExtraFields:
-    return extra_fields(call.inbound, call.target, usage, latency)
+def _extra_fields(
+    call: Call, usage: BilledUsage | None, latency: float, outcome: Outcome
+) -> ExtraFields:
+    return extra_fields(call.inbound, call.target, usage, latency, outcome.attempts)
 
 
 def error_envelope(exc: GatewayError) -> ErrorEnvelope:
@@ -110,7 +126,7 @@ def _json_response(
 ) -> web.Response:
     outcome.usage = reply.usage
     latency = outcome.elapsed_ms()
-    extra = _extra_fields(call, reply.usage, latency)
+    extra = _extra_fields(call, reply.usage, latency, outcome)
     if call.raw_response:
         extra.raw_response = msgspec.Raw(reply.raw if reply.raw is not None else reply.body)
     headers["x-thruway-latency-ms"] = f"{latency:.3f}"
@@ -151,7 +167,7 @@ async def _event_stream(
         while batch is not None:
             if not spliced and stream.usage is not None:
                 # The usage arrived with this batch: it ends with the usage chunk.
-                extra = _extra_fields(call, stream.usage, outcome.elapsed_ms())
+                extra = _extra_fields(call, stream.usage, outcome.elapsed_ms(), outcome)
                 batch[-1] = splice_extra_fields(batch[-1], _encode(extra))
                 spliced = True
             await response.write(event_batch(batch))

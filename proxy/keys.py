@@ -9,25 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import msgspec
 from aiohttp import web
 
 from proxy.config import GatewayConfig
 from proxy.operations import Inbound, Target
+from proxy.reliability import Reliability
 from proxy.schemas.common import BilledUsage
 from proxy.store.base import Store
 
 __all__ = [
+    "ATTEMPT",
     "BODY",
     "CONFIG",
     "DIRECTORY",
     "DRAINING",
     "OUTCOME",
     "OWNER",
+    "RELIABILITY",
     "REQUEST_ID",
     "STORE",
     "TARGET",
+    "AttemptState",
     "Directory",
     "Outcome",
 ]
@@ -77,3 +82,17 @@ BODY = web.RequestKey("body", Inbound)  # decode
 # Who stored data belongs to: a digest of the caller's key (auth); absent without auth.
 OWNER = web.RequestKey("owner", str)  # auth
 TARGET = web.RequestKey("target", Target)  # fallback, once per attempt
+
+
+class AttemptState(msgspec.Struct):
+    """One attempt as the fallback middleware sets it up for the terminal handler: the keys
+    to avoid and the client's time limit; the handler writes back the key the provider used."""
+
+    avoid_key: Callable[[int], bool] | None = None
+    timeout_s: float | None = None
+    key: int | None = None
+
+
+ATTEMPT = web.RequestKey("attempt", AttemptState)  # fallback, once per attempt
+# What the gateway learns of its upstreams (breakers, key cooldowns, latency, load).
+RELIABILITY = web.AppKey("reliability", Reliability)

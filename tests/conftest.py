@@ -118,6 +118,16 @@ def provider_for(fake: FakeOpenAI, key: str = UPSTREAM_KEY, **extra: Any) -> dic
 MakeGateway = Callable[..., Awaitable[Gateway]]
 
 
+def _without_retries(document: dict[str, Any]) -> dict[str, Any]:
+    """Each provider without its own ``retry`` gets ``max_retries: 0``: most tests script one
+    failure and look at what the fallback did; the retry tests set ``retry`` themselves."""
+    providers = {
+        name: settings if "retry" in settings else {**settings, "retry": {"max_retries": 0}}
+        for name, settings in document.get("providers", {}).items()
+    }
+    return {**document, "providers": providers}
+
+
 @pytest.fixture
 async def make_gateway() -> AsyncIterator[MakeGateway]:
     """Start gateways from config documents; all are closed after the test."""
@@ -126,6 +136,7 @@ async def make_gateway() -> AsyncIterator[MakeGateway]:
     async def make(document: dict[str, Any], env: dict[str, str] | None = None) -> Gateway:
         # Each gateway gets its own in-memory store unless the test names one.
         document = {"store": {"url": "sqlite://:memory:"}, **document}
+        document = _without_retries(document)
         config = build_config(document, source="<test>")
         client: TestClient[Any, Any] = TestClient(TestServer(create_app(config, env=env or {})))
         await client.start_server()

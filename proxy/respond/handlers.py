@@ -19,7 +19,7 @@ from aiohttp import web
 from providers.registry import PROVIDERS
 from proxy.dispatch import extra_fields, splice_extra_fields
 from proxy.errors import GatewayError, InvalidRequestError, NotFoundError, UpstreamError
-from proxy.keys import BODY, CONFIG, OUTCOME, OWNER, REQUEST_ID, STORE, TARGET, Outcome
+from proxy.keys import ATTEMPT, BODY, CONFIG, OUTCOME, OWNER, REQUEST_ID, STORE, TARGET, Outcome
 from proxy.respond.prepare import (
     Prepared,
     items_json,
@@ -105,7 +105,7 @@ async def _prepared(request: web.Request) -> Prepared:
 
 def _attempt(request: web.Request) -> Attempt:
     raw = request.headers.get("x-thruway-raw-response", "").lower() == "true"
-    return Attempt(request[REQUEST_ID], request.headers, raw)
+    return Attempt(request[REQUEST_ID], request.headers, raw, request.get(ATTEMPT))
 
 
 def _headers(request: web.Request, outcome: Outcome) -> dict[str, str]:
@@ -115,6 +115,8 @@ def _headers(request: web.Request, outcome: Outcome) -> dict[str, str]:
         "x-thruway-provider": target.provider,
         "x-thruway-model": target.model,
         "x-thruway-latency-ms": f"{outcome.elapsed_ms():.3f}",
+        "x-thruway-attempts": str(outcome.attempts),
+        "x-thruway-fallback-index": str(target.index),
     }
 
 
@@ -133,7 +135,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     got = await answer(provider, prep, target, _attempt(request))
     outcome.usage = got.usage
     await save_response(request.app[STORE], prep, got.response, stream=False)
-    extra = extra_fields(request[BODY], target, got.usage, outcome.elapsed_ms())
+    extra = extra_fields(request[BODY], target, got.usage, outcome.elapsed_ms(), outcome.attempts)
     if got.raw is not None:
         extra.raw_response = msgspec.Raw(got.raw)
     body = splice_extra_fields(_encode(got.response), _encode(extra))
@@ -190,7 +192,9 @@ def _with_extra(
     """The batch as SSE; the terminal event also carries ``extra_fields``."""
     last = batch[-1]
     if last.type in TERMINAL_EVENTS:
-        extra = extra_fields(request[BODY], request[TARGET], usage, outcome.elapsed_ms())
+        extra = extra_fields(
+            request[BODY], request[TARGET], usage, outcome.elapsed_ms(), outcome.attempts
+        )
         batch = [*batch[:-1], last._replace(data=splice_extra_fields(last.data, _encode(extra)))]
     return frame_bytes(batch)
 

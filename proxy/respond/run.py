@@ -19,8 +19,9 @@ from typing import NamedTuple
 import msgspec
 from msgspec import UNSET
 
-from providers.base import Call, CountsTokens, EventStream, JSONReply, Provider
+from providers.base import Call, CountsTokens, EventStream, JSONReply, Provider, Reply
 from proxy.errors import GatewayError, UnsupportedCapabilityError, UpstreamError
+from proxy.keys import AttemptState
 from proxy.operations import CHAT, RESPONSES, Inbound, Target
 from proxy.respond.prepare import Prepared
 from proxy.responses.output import new_response
@@ -69,11 +70,14 @@ _ENCRYPTED_REASONING = "reasoning.encrypted_content"
 
 
 class Attempt(NamedTuple):
-    """Who asks: the request id, the client's headers, and whether it wants the raw reply."""
+    """Who asks: the request id, the client's headers, whether it wants the raw reply, and the
+    fallback middleware's set-up of this attempt (keys to avoid, time limit; the key used is
+    written back to it)."""
 
     request_id: str
     client_headers: Mapping[str, str]
     raw_response: bool = False
+    state: AttemptState | None = None
 
 
 class Answer(msgspec.Struct):
@@ -180,13 +184,25 @@ def _call(provider: Provider, prep: Prepared, target: Target, ask: Attempt, stre
             wants_usage=True,
             raw=_RAW.decode(_encode(chat)),
         )
+    state = ask.state
     return Call(
         inbound=inbound,
         target=target,
         request_id=ask.request_id,
         raw_response=ask.raw_response,
         client_headers=ask.client_headers,
+        avoid_key=state.avoid_key if state is not None else None,
+        timeout_s=state.timeout_s if state is not None else None,
     )
+
+
+async def _send(provider: Provider, call: Call, ask: Attempt) -> Reply:
+    """``provider.send``, telling the fallback middleware which key it used."""
+    try:
+        return await provider.send(call)
+    finally:
+        if ask.state is not None:
+            ask.state.key = call.key
 
 
 def own(resp: Response, prep: Prepared) -> Response:
@@ -273,7 +289,7 @@ async def answer(provider: Provider, prep: Prepared, target: Target, ask: Attemp
 
 async def _answer(provider: Provider, prep: Prepared, target: Target, ask: Attempt) -> Answer:
     call = _call(provider, prep, target, ask, stream=False)
-    reply = await provider.send(call)
+    reply = await _send(provider, call, ask)
     if not isinstance(reply, JSONReply):
         raise _bad_reply(provider, "answer")
     try:
@@ -495,7 +511,7 @@ async def _open_events(
     provider: Provider, prep: Prepared, target: Target, ask: Attempt
 ) -> EventRun:
     call = _call(provider, prep, target, ask, stream=True)
-    reply = await provider.send(call)
+    reply = await _send(provider, call, ask)
     if not isinstance(reply, EventStream):
         raise _bad_reply(provider, "stream")
     if call.inbound.op is RESPONSES:

@@ -21,16 +21,18 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 
 import msgspec
 import structlog
 
 from middlewares.fallback import resolve_targets, with_fallbacks
 from providers.registry import Registry
-from proxy.config import StoreConfig
+from proxy.config import RouteConfig, StoreConfig
 from proxy.errors import GatewayError, UpstreamError
-from proxy.keys import Directory, Outcome
+from proxy.keys import AttemptState, Directory, Outcome
 from proxy.operations import Target
+from proxy.reliability import Reliability
 from proxy.respond.prepare import Prepared
 from proxy.respond.run import Attempt, EventRun, Frame, answer, error_code, own, start_events
 from proxy.respond.save import append_to_conversation, prepared_from_record
@@ -98,8 +100,17 @@ class _Job:
 
 class BackgroundWorker:
     def __init__(
-        self, store: Store, registry: Registry, directory: Directory, config: StoreConfig
+        self,
+        store: Store,
+        registry: Registry,
+        directory: Directory,
+        config: StoreConfig,
+        *,
+        reliability: Reliability | None = None,
+        routes: Mapping[str, RouteConfig] | None = None,
     ) -> None:
+        self._reliability = reliability
+        self._routes = routes
         self._store = store
         self._registry = registry
         self._directory = directory
@@ -248,18 +259,23 @@ class BackgroundWorker:
     async def _attempts(self, job: _Job, outcome: Outcome) -> Response:
         prep = job.prep
         fallbacks = prep.req.fallbacks if isinstance(prep.req.fallbacks, list) else []
-        targets = resolve_targets(prep.req.model, fallbacks, self._directory)
+        targets = resolve_targets(
+            prep.req.model, fallbacks, self._directory, self._routes, self._reliability
+        )
         ask = Attempt(request_id=f"bg-{job.rec.id}-{job.rec.attempts}", client_headers={})
 
-        async def attempt(target: Target) -> Response:
+        async def attempt(target: Target, state: AttemptState) -> Response:
             provider = self._registry[target.provider]
+            this = ask._replace(state=state)
             if not job.rec.stream:
-                got = await answer(provider, prep, target, ask)
+                got = await answer(provider, prep, target, this)
                 outcome.usage = got.usage
                 return got.response
-            return await self._stream(job, target, ask, outcome)
+            return await self._stream(job, target, this, outcome)
 
-        return await with_fallbacks(targets, self._directory, outcome, attempt)
+        return await with_fallbacks(
+            targets, self._directory, outcome, attempt, reliability=self._reliability
+        )
 
     async def _stream(self, job: _Job, target: Target, ask: Attempt, outcome: Outcome) -> Response:
         # A failure before the first batch lets the next target try.

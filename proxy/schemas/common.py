@@ -73,4 +73,6 @@ class ExtraFields(msgspec.Struct):
     latency: float
     billed_usage: BilledUsage | None
     fallback_index: int
+    # Attempts made for this request, retries and fallbacks included (1: the first worked).
+    attempts: int = 1
     raw_response: msgspec.Raw | UnsetType = UNSET
