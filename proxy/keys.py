@@ -14,6 +14,7 @@ import msgspec
 from aiohttp import web
 
 from proxy.config import GatewayConfig
+from proxy.limits import Limits
 from proxy.operations import Inbound, Target
 from proxy.schemas.common import BilledUsage
 from proxy.store.base import Store
@@ -23,6 +24,7 @@ __all__ = [
     "CONFIG",
     "DIRECTORY",
     "DRAINING",
+    "LIMITS",
     "OUTCOME",
     "OWNER",
     "REQUEST_ID",
@@ -68,6 +70,8 @@ CONFIG = web.AppKey("config", GatewayConfig)
 DRAINING = web.AppKey("draining", asyncio.Event)
 # Written by the app at start-up from the provider registry.
 DIRECTORY = web.AppKey("directory", Directory)
+# Each provider's bounded load (``max_in_flight``, ``max_queue``) and its count in flight.
+LIMITS = web.AppKey("limits", Limits)
 # The durable store (stored responses, background jobs, conversations), opened at start-up.
 STORE = web.AppKey("store", Store)
 
