@@ -17,7 +17,7 @@ from aiohttp import web
 from providers.base import ByteStream, Call, EventStream, JSONReply
 from providers.registry import PROVIDERS
 from proxy.errors import GatewayError, UnsupportedCapabilityError
-from proxy.keys import BODY, CONFIG, OUTCOME, REQUEST_ID, TARGET, Outcome
+from proxy.keys import BODY, CONFIG, LIMITS, OUTCOME, REQUEST_ID, TARGET, Outcome
 from proxy.operations import OPERATIONS, Inbound, Target
 from proxy.schemas.common import BilledUsage, ExtraFields
 from proxy.schemas.errors import ErrorBody, ErrorEnvelope
@@ -67,17 +67,26 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raw_response=request.headers.get("x-thruway-raw-response", "").lower() == "true",
         client_headers=request.headers,
     )
-    reply = await provider.send(call)
-    headers = {
-        "x-request-id": call.request_id,
-        "x-thruway-provider": target.provider,
-        "x-thruway-model": target.model,
-    }
-    if isinstance(reply, JSONReply):
-        return _json_response(call, reply, headers, outcome)
-    if isinstance(reply, EventStream):
-        return await _event_stream(request, call, reply, headers, outcome)
-    return await _byte_stream(request, reply, headers, outcome)
+    # The provider's slot is held until the reply is consumed: a stream is forwarded (or cut)
+    # before the helpers below return.
+    limiter = request.app[LIMITS][target.provider]
+    since = limiter.enter()
+    if since is None:
+        since = await limiter.wait()
+    try:
+        reply = await provider.send(call)
+        headers = {
+            "x-request-id": call.request_id,
+            "x-thruway-provider": target.provider,
+            "x-thruway-model": target.model,
+        }
+        if isinstance(reply, JSONReply):
+            return _json_response(call, reply, headers, outcome)
+        if isinstance(reply, EventStream):
+            return await _event_stream(request, call, reply, headers, outcome)
+        return await _byte_stream(request, reply, headers, outcome)
+    finally:
+        limiter.leave(since)
 
 
 def extra_fields(
