@@ -12,7 +12,8 @@ from middlewares import build_chain
 from providers._upstream import HTTP_SESSION, Upstream, open_session
 from providers.registry import PROVIDERS, build_registry
 from proxy.config import GatewayConfig
-from proxy.keys import CONFIG, DIRECTORY, DRAINING, RELIABILITY, STORE
+from proxy.keys import CONFIG, DIRECTORY, DRAINING, LIMITS, RELIABILITY, STORE
+from proxy.limits import Limits
 from proxy.logging import RequestLine
 from proxy.reliability import Reliability
 from proxy.respond.handlers import BACKGROUND
@@ -39,6 +40,7 @@ def create_app(
     app[CONFIG] = config
     app[DRAINING] = asyncio.Event()
     app[RELIABILITY] = Reliability(config)
+    app[LIMITS] = Limits.from_config(config.providers)
     setup_routes(app)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

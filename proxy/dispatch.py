@@ -17,7 +17,7 @@ from aiohttp import web
 from providers.base import ByteStream, Call, EventStream, JSONReply
 from providers.registry import PROVIDERS
 from proxy.errors import GatewayError, UnsupportedCapabilityError
-from proxy.keys import ATTEMPT, BODY, CONFIG, OUTCOME, REQUEST_ID, TARGET, Outcome
+from proxy.keys import ATTEMPT, BODY, CONFIG, LIMITS, OUTCOME, REQUEST_ID, TARGET, Outcome
 from proxy.operations import OPERATIONS, Inbound, Target
 from proxy.schemas.common import BilledUsage, ExtraFields
 from proxy.schemas.errors import ErrorBody, ErrorEnvelope
@@ -70,23 +70,32 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         avoid_key=attempt.avoid_key if attempt is not None else None,
         timeout_s=attempt.timeout_s if attempt is not None else None,
     )
+    # The provider's slot is held until the reply is consumed: a stream is forwarded (or cut)
+    # before the helpers below return.
+    limiter = request.app[LIMITS][target.provider]
+    since = limiter.enter()
+    if since is None:
+        since = await limiter.wait()
     try:
-        reply = await provider.send(call)
+        try:
+            reply = await provider.send(call)
+        finally:
+            if attempt is not None:
+                attempt.key = call.key
+        headers = {
+            "x-request-id": call.request_id,
+            "x-thruway-provider": target.provider,
+            "x-thruway-model": target.model,
+            "x-thruway-attempts": str(outcome.attempts),
+            "x-thruway-fallback-index": str(target.index),
+        }
+        if isinstance(reply, JSONReply):
+            return _json_response(call, reply, headers, outcome)
+        if isinstance(reply, EventStream):
+            return await _event_stream(request, call, reply, headers, outcome)
+        return await _byte_stream(request, reply, headers, outcome)
     finally:
-        if attempt is not None:
-            attempt.key = call.key
-    headers = {
-        "x-request-id": call.request_id,
-        "x-thruway-provider": target.provider,
-        "x-thruway-model": target.model,
-        "x-thruway-attempts": str(outcome.attempts),
-        "x-thruway-fallback-index": str(target.index),
-    }
-    if isinstance(reply, JSONReply):
-        return _json_response(call, reply, headers, outcome)
-    if isinstance(reply, EventStream):
-        return await _event_stream(request, call, reply, headers, outcome)
-    return await _byte_stream(request, reply, headers, outcome)
+        limiter.leave(since)
 
 
 def extra_fields(

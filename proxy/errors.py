@@ -13,7 +13,9 @@ middleware turns it into a response body, in OpenAI's shape:
     ├── MethodNotAllowedError         405 invalid_request_error
     ├── UpstreamError                 the upstream's status, type and message
     ├── UpstreamTimeoutError          504 timeout_error        (retryable)
-    └── UpstreamConnectionError       502 api_connection_error (retryable)
+    ├── UpstreamConnectionError       502 api_connection_error (retryable)
+    └── OverloadedError               503 overloaded           (retryable; a provider's
+                                      ``max_in_flight`` and queue are full)
 
 ``retryable`` says another attempt at the same or another target may succeed; ``allow_fallback``
 says the fallback chain may move on (false for the caller's own mistakes).
@@ -29,6 +31,7 @@ __all__ = [
     "InvalidRequestError",
     "MethodNotAllowedError",
     "NotFoundError",
+    "OverloadedError",
     "PayloadTooLargeError",
     "UnsupportedCapabilityError",
     "UpstreamConnectionError",
@@ -141,6 +144,22 @@ class UpstreamConnectionError(GatewayError):
     type = "api_connection_error"
     code = "upstream_unreachable"
     retryable = True
+
+
+class OverloadedError(GatewayError):
+    """A provider at its ``max_in_flight`` with a full queue, or a queued request that waited
+    past ``queue_timeout_ms``: the next target may serve it; ``Retry-After`` says when this one
+    may have room."""
+
+    status = 503
+    type = "overloaded"
+    code = "provider_overloaded"
+    retryable = True
+
+    def __init__(self, message: str, *, provider: str, retry_after_s: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+        self.provider = provider
+        self.retry_after_s = retry_after_s
 
 
 def _type_for_status(status: int) -> str:

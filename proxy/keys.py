@@ -15,6 +15,7 @@ import msgspec
 from aiohttp import web
 
 from proxy.config import GatewayConfig
+from proxy.limits import Limits
 from proxy.operations import Inbound, Target
 from proxy.reliability import Reliability
 from proxy.schemas.common import BilledUsage
@@ -26,6 +27,7 @@ __all__ = [
     "CONFIG",
     "DIRECTORY",
     "DRAINING",
+    "LIMITS",
     "OUTCOME",
     "OWNER",
     "RELIABILITY",
@@ -73,6 +75,8 @@ CONFIG = web.AppKey("config", GatewayConfig)
 DRAINING = web.AppKey("draining", asyncio.Event)
 # Written by the app at start-up from the provider registry.
 DIRECTORY = web.AppKey("directory", Directory)
+# Each provider's bounded load (``max_in_flight``, ``max_queue``) and its count in flight.
+LIMITS = web.AppKey("limits", Limits)
 # The durable store (stored responses, background jobs, conversations), opened at start-up.
 STORE = web.AppKey("store", Store)
 

@@ -19,7 +19,18 @@ from aiohttp import web
 from providers.registry import PROVIDERS
 from proxy.dispatch import extra_fields, splice_extra_fields
 from proxy.errors import GatewayError, InvalidRequestError, NotFoundError, UpstreamError
-from proxy.keys import ATTEMPT, BODY, CONFIG, OUTCOME, OWNER, REQUEST_ID, STORE, TARGET, Outcome
+from proxy.keys import (
+    ATTEMPT,
+    BODY,
+    CONFIG,
+    LIMITS,
+    OUTCOME,
+    OWNER,
+    REQUEST_ID,
+    STORE,
+    TARGET,
+    Outcome,
+)
 from proxy.respond.prepare import (
     Prepared,
     items_json,
@@ -130,9 +141,11 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     target = request[TARGET]
     provider = request.app[PROVIDERS][target.provider]
     if request[BODY].stream:
-        return await _stream(request, prep)
+        async with request.app[LIMITS].slot(target.provider):
+            return await _stream(request, prep)
     outcome = request[OUTCOME]
-    got = await answer(provider, prep, target, _attempt(request))
+    async with request.app[LIMITS].slot(target.provider):
+        got = await answer(provider, prep, target, _attempt(request))
     outcome.usage = got.usage
     await save_response(request.app[STORE], prep, got.response, stream=False)
     extra = extra_fields(request[BODY], target, got.usage, outcome.elapsed_ms(), outcome.attempts)
