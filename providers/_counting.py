@@ -43,7 +43,7 @@ class CountingProvider(TranslatingProvider):
         passed = self.client_headers(call.client_headers)
         if passed:
             prepared.headers = {**prepared.headers, **passed}
-        body, _ = await self.fetch(prepared)
+        body, _ = await self.fetch(prepared, call.timeout_s)
         try:
             return self.count_response(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

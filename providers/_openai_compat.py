@@ -20,9 +20,11 @@ from providers._keys import KeyRing
 from providers._sse import SSEParser
 from providers._types import BuildContext, KeyedType
 from providers._upstream import (
+    Attempt,
+    StreamAttempt,
+    Timeouts,
     Upstream,
     forwardable_headers,
-    map_client_errors,
     release_when_done,
 )
 from providers.base import ByteStream, Call, EventStream, JSONReply, ModelInfo, Reply
@@ -210,13 +212,7 @@ class OpenAICompatProvider:
             {**static, **_auth_header(spec.auth, v)} for v in keys.values
         ] or [static]
         self._json_headers = [{**h, "Content-Type": "application/json"} for h in self._headers]
-        self._timeout = aiohttp.ClientTimeout(
-            total=settings.timeout_s, sock_connect=settings.connect_timeout_s
-        )
-        # A stream may run long; what must not run long is silence between its events.
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.timeout_s
-        )
+        self._timeouts = Timeouts(name, settings)
 
     # --- the Provider protocol --------------------------------------------------------------
 
@@ -228,23 +224,25 @@ class OpenAICompatProvider:
         if op == "transcription":
             return await self._transcribe(call, url, key, model)
         if op == "responses":
-            return await self._respond(inbound, url, key, model)
+            return await self._respond(call, url, key, model)
         self._check_params(inbound)
         body = self._json_body(inbound, model)
+        cap = call.timeout_s
         if inbound.stream and op in _STREAMING_OPS:
-            return await self._stream(url, body, key, forced=not inbound.wants_usage)
+            return await self._stream(url, body, key, cap, forced=not inbound.wants_usage)
         if op == "speech":
-            return await self._bytes(url, body, key)
-        return await self._json(url, body, key)
+            return await self._bytes(url, body, key, cap)
+        return await self._json(url, body, key, cap)
 
     async def list_models(self) -> list[ModelInfo]:
         listed = [ModelInfo(id=m, owned_by=self.name) for m in self._configured_models]
         if not self._spec.has_model_list:
             return listed
         headers = self._headers[self._keys.any_key() or 0]
-        resp = await self._open("GET", self._base + "/models", headers, self._timeout)
+        timeout = self._timeouts.json()
+        resp = await self._open("GET", self._base + "/models", headers, timeout)
         try:
-            data = await Upstream.read(resp, self.name)
+            data = await Upstream.read(resp, self.name, timeout)
         finally:
             resp.release()
         try:
@@ -320,10 +318,11 @@ class OpenAICompatProvider:
             out.pop("stream_options", None)
         return _encode(out)
 
-    async def _json(self, url: str, body: bytes, key: int) -> JSONReply:
-        resp = await self._post(url, body, key, self._timeout)
+    async def _json(self, url: str, body: bytes, key: int, cap: float | None) -> JSONReply:
+        timeout = self._timeouts.json(cap)
+        resp = await self._post(url, body, key, timeout)
         try:
-            data = await Upstream.read(resp, self.name)
+            data = await Upstream.read(resp, self.name, timeout)
             headers = forwardable_headers(resp.headers)
         finally:
             resp.release()
@@ -335,28 +334,36 @@ class OpenAICompatProvider:
             body=data, usage=BilledUsage.from_usage(usage) if usage else None, headers=headers
         )
 
-    async def _respond(self, inbound: Inbound, url: str, key: int, model: str) -> Reply:
+    async def _respond(self, call: Call, url: str, key: int, model: str) -> Reply:
         """``POST /responses``: only a provider whose spec lists the operation gets here, and
         ``_openai_responses.ResponsesProvider`` overrides this."""
         raise UnsupportedCapabilityError(self.name, "the Responses API")
 
-    async def _stream(self, url: str, body: bytes, key: int, *, forced: bool) -> EventStream:
-        resp = await self._post(url, body, key, self._stream_timeout)
-        self._expect_event_stream(resp)
+    async def _stream(
+        self, url: str, body: bytes, key: int, cap: float | None, *, forced: bool
+    ) -> EventStream:
+        timeout = self._timeouts.stream(cap)
+        resp = await self._post(url, body, key, timeout)
+        self._expect_event_stream(resp, timeout)
         return EventStream(
-            lambda stream: self._events(resp, stream, forced=forced),
-            close=release_when_done(resp),
+            lambda stream: self._events(resp, stream, timeout, forced=forced),
+            close=timeout.close,
             headers=forwardable_headers(resp.headers),
         )
 
     async def _events(
-        self, resp: aiohttp.ClientResponse, stream: EventStream, *, forced: bool
+        self,
+        resp: aiohttp.ClientResponse,
+        stream: EventStream,
+        guard: StreamAttempt,
+        *,
+        forced: bool,
     ) -> AsyncGenerator[list[bytes], None]:
         """The stream's payloads in batches, one batch per read; a subclass may wrap it."""
         name, scrub = self.name, self._scrub
         parser = SSEParser()
         read = resp.content.readany
-        guard = map_client_errors(name)  # stateless: one for every read
+        waiting = True  # for the first event: then ``guard`` switches to the idle limit
         while True:
             with guard:
                 chunk = await read()
@@ -386,14 +393,18 @@ class OpenAICompatProvider:
                             continue
                 batch.append(data)
             if batch:
+                if waiting:
+                    guard.first_event()
+                    waiting = False
                 yield batch
             if not chunk:
                 return
 
-    async def _bytes(self, url: str, body: bytes, key: int) -> ByteStream:
-        resp = await self._post(url, body, key, self._stream_timeout)
+    async def _bytes(self, url: str, body: bytes, key: int, cap: float | None) -> ByteStream:
+        timeout = self._timeouts.body(cap)
+        resp = await self._post(url, body, key, timeout)
         return ByteStream(
-            Upstream.chunks(resp, self.name),
+            Upstream.chunks(resp, self.name, timeout),
             content_type=resp.headers.get("Content-Type", "application/octet-stream"),
             close=release_when_done(resp),
             headers=forwardable_headers(resp.headers),
@@ -408,18 +419,19 @@ class OpenAICompatProvider:
             form.add_field(name, model if name == "model" else value)
         for up in inbound.uploads or ():
             form.add_field(up.field, up.data, filename=up.filename, content_type=up.content_type)
-        resp = await self._open("POST", url, self._headers[key], self._stream_timeout, form)
+        timeout = self._timeouts.body(call.timeout_s)
+        resp = await self._open("POST", url, self._headers[key], timeout, form)
         headers = forwardable_headers(resp.headers)
         if resp.content_type != "application/json":
             # Plain text, subtitles, or (with ``stream=true``) events: forwarded as they arrive.
             return ByteStream(
-                Upstream.chunks(resp, self.name),
+                Upstream.chunks(resp, self.name, timeout),
                 content_type=resp.headers.get("Content-Type", "text/plain"),
                 close=release_when_done(resp),
                 headers=headers,
             )
         try:
-            data = await Upstream.read(resp, self.name)
+            data = await Upstream.read(resp, self.name, timeout)
         finally:
             resp.release()
         try:
@@ -437,7 +449,7 @@ class OpenAICompatProvider:
         return JSONReply(body=data, usage=billed, headers=headers)
 
     async def _post(
-        self, url: str, body: bytes, key: int, timeout: aiohttp.ClientTimeout
+        self, url: str, body: bytes, key: int, timeout: Attempt
     ) -> aiohttp.ClientResponse:
         return await self._open("POST", url, self._json_headers[key], timeout, body)
 
@@ -446,7 +458,7 @@ class OpenAICompatProvider:
         method: str,
         url: str,
         headers: Mapping[str, str],
-        timeout: aiohttp.ClientTimeout,
+        timeout: Attempt,
         data: Any = None,
     ) -> aiohttp.ClientResponse:
         """The upstream's response once its headers are in; an error status is raised as the
@@ -461,15 +473,17 @@ class OpenAICompatProvider:
             proxy=self._proxy,
         )
         if resp.status >= 400:
+            timeout.stop()
             try:
-                body = await Upstream.read(resp, self.name)
+                body = await Upstream.read(resp, self.name, timeout)
             finally:
                 resp.release()
             raise self._error(resp.status, body, resp.headers)
         return resp
 
-    def _expect_event_stream(self, resp: aiohttp.ClientResponse) -> None:
+    def _expect_event_stream(self, resp: aiohttp.ClientResponse, timeout: Attempt) -> None:
         if resp.content_type != "text/event-stream":
+            timeout.stop()
             resp.release()
             raise UpstreamError(
                 f"{self.name}: expected an event stream, got `{resp.content_type}`.",

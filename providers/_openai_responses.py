@@ -21,15 +21,10 @@ import msgspec
 
 from providers._openai_compat import INPUT_TOKENS, OpenAICompatProvider, map_error
 from providers._sse import SSEParser
-from providers._upstream import (
-    Upstream,
-    forwardable_headers,
-    map_client_errors,
-    release_when_done,
-)
+from providers._upstream import StreamAttempt, Upstream, forwardable_headers
 from providers.base import Call, EventStream, JSONReply, Reply
 from proxy.errors import UpstreamError
-from proxy.operations import GATEWAY_FIELDS, Inbound
+from proxy.operations import GATEWAY_FIELDS
 from proxy.schemas.common import BilledUsage
 
 __all__ = ["COUNT_FIELDS", "ResponsesProvider", "billed", "responses_body"]
@@ -154,19 +149,22 @@ class ResponsesProvider(OpenAICompatProvider):
     """An OpenAI-wire provider whose upstream also serves the Responses API and its input-token
     count (OpenAI; Azure OpenAI subclasses it)."""
 
-    async def _respond(self, inbound: Inbound, url: str, key: int, model: str) -> Reply:
+    async def _respond(self, call: Call, url: str, key: int, model: str) -> Reply:
+        inbound = call.inbound
         body = responses_body(inbound.raw or {}, self._model_json(model))
         if inbound.stream:
-            resp = await self._post(url, body, key, self._stream_timeout)
-            self._expect_event_stream(resp)
+            guard = self._timeouts.stream(call.timeout_s)
+            resp = await self._post(url, body, key, guard)
+            self._expect_event_stream(resp, guard)
             return EventStream(
-                lambda stream: self._response_events(resp, stream),
-                close=release_when_done(resp),
+                lambda stream: self._response_events(resp, stream, guard),
+                close=guard.close,
                 headers=forwardable_headers(resp.headers),
             )
-        resp = await self._post(url, body, key, self._timeout)
+        timeout = self._timeouts.json(call.timeout_s)
+        resp = await self._post(url, body, key, timeout)
         try:
-            data = await Upstream.read(resp, self.name)
+            data = await Upstream.read(resp, self.name, timeout)
             headers = forwardable_headers(resp.headers)
         finally:
             resp.release()
@@ -182,9 +180,10 @@ class ResponsesProvider(OpenAICompatProvider):
         key = self._key_index(call)
         model, url = self._route(INPUT_TOKENS, call.target.model)
         body = _count_body(call.inbound.raw or {}, self._model_json(model))
-        resp = await self._post(url, body, key, self._timeout)
+        timeout = self._timeouts.json(call.timeout_s)
+        resp = await self._post(url, body, key, timeout)
         try:
-            data = await Upstream.read(resp, self.name)
+            data = await Upstream.read(resp, self.name, timeout)
         finally:
             resp.release()
         try:
@@ -193,12 +192,12 @@ class ResponsesProvider(OpenAICompatProvider):
             raise self._not_json("input token count") from exc
 
     async def _response_events(
-        self, resp: aiohttp.ClientResponse, stream: EventStream
+        self, resp: aiohttp.ClientResponse, stream: EventStream, guard: StreamAttempt
     ) -> AsyncGenerator[list[bytes], None]:
         """The stream's ``data`` payloads in batches, one batch per read."""
         parser = SSEParser()
         read = resp.content.readany
-        guard = map_client_errors(self.name)
+        waiting = True
         while True:
             with guard:
                 chunk = await read()
@@ -220,6 +219,9 @@ class ResponsesProvider(OpenAICompatProvider):
                     stream.usage = billed(view.response.usage)
                 batch.append(data)
             if batch:
+                if waiting:
+                    guard.first_event()
+                    waiting = False
                 yield batch
             if not chunk:
                 return

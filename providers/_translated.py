@@ -32,10 +32,11 @@ from yarl import URL
 from providers._keys import KeyRing
 from providers._sse import SSEParser
 from providers._upstream import (
+    Attempt,
+    StreamAttempt,
+    Timeouts,
     Upstream,
     forwardable_headers,
-    map_client_errors,
-    release_when_done,
 )
 from providers.base import Call, EventStream, JSONReply, ModelInfo, Reply
 from proxy.config import ProviderConfig
@@ -330,13 +331,7 @@ class TranslatingProvider(ABC):
         self._upstream = upstream
         self._proxy = proxy
         self.scrub = Redactor([*keys.values, *secrets])
-        self._timeout = aiohttp.ClientTimeout(
-            total=settings.timeout_s, sock_connect=settings.connect_timeout_s
-        )
-        # A stream may run long; what must not run long is silence between its events.
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.timeout_s
-        )
+        self.timeouts = Timeouts(name, settings)
 
     # --- what a subclass provides ---------------------------------------------------------
 
@@ -371,11 +366,13 @@ class TranslatingProvider(ABC):
         ``anthropic-beta``), added to the prepared chat request; none by default."""
         return {}
 
-    async def read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[Any]]:
-        """The native events of a stream answer, grouped by network read (SSE by default)."""
+    async def read_stream(
+        self, resp: aiohttp.ClientResponse, guard: StreamAttempt
+    ) -> AsyncIterator[list[Any]]:
+        """The native events of a stream answer, grouped by network read (SSE by default);
+        each read inside ``guard``, which maps client errors and names a limit that fired."""
         parser = SSEParser()
         read = resp.content.readany
-        guard = map_client_errors(self.name)  # stateless: one for every read
         while True:
             with guard:
                 chunk = await read()
@@ -404,7 +401,7 @@ class TranslatingProvider(ABC):
             provider=self.name,
         )
 
-    async def open(self, prepared: Prepared, *, stream: bool = False) -> aiohttp.ClientResponse:
+    async def open(self, prepared: Prepared, timeout: Attempt) -> aiohttp.ClientResponse:
         """The upstream's response once its headers are in; an error status is raised as the
         gateway's error, with the upstream's message."""
         resp = await self._upstream.open(
@@ -412,13 +409,14 @@ class TranslatingProvider(ABC):
             URL(prepared.url, encoded=True) if prepared.encoded_url else prepared.url,
             provider=self.name,
             headers=prepared.headers,
-            timeout=self._stream_timeout if stream else self._timeout,
+            timeout=timeout,
             data=prepared.body if prepared.method != "GET" else None,
             proxy=self._proxy,
         )
         if resp.status >= 400:
+            timeout.stop()
             try:
-                body = await Upstream.read(resp, self.name)
+                body = await Upstream.read(resp, self.name, timeout)
             finally:
                 resp.release()
             raise self.map_error(resp.status, body, resp.headers)
@@ -440,9 +438,10 @@ class TranslatingProvider(ABC):
                 f"not `{url[:60]}`.",
                 param="messages",
             )
+        timeout = self.timeouts.json()
         try:
             resp = await self._upstream.open(
-                "GET", url, provider=self.name, headers={}, timeout=self._timeout, proxy=self._proxy
+                "GET", url, provider=self.name, headers={}, timeout=timeout, proxy=self._proxy
             )
         except GatewayError as exc:
             raise InvalidRequestError(
@@ -457,7 +456,7 @@ class TranslatingProvider(ABC):
                     param="messages",
                 )
             data = bytearray()
-            with map_client_errors(self.name):
+            with timeout:
                 async for piece in resp.content.iter_chunked(65536):
                     data += piece
                     if len(data) > max_bytes:
@@ -469,11 +468,15 @@ class TranslatingProvider(ABC):
         finally:
             resp.release()
 
-    async def fetch(self, prepared: Prepared) -> tuple[bytes, dict[str, str]]:
-        """A whole non-streaming answer: its body and the headers worth forwarding."""
-        resp = await self.open(prepared)
+    async def fetch(
+        self, prepared: Prepared, cap: float | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        """A whole non-streaming answer: its body and the headers worth forwarding; ``cap``:
+        the client's limit for the attempt (``Call.timeout_s``)."""
+        timeout = self.timeouts.json(cap)
+        resp = await self.open(prepared, timeout)
         try:
-            return await Upstream.read(resp, self.name), forwardable_headers(resp.headers)
+            return await Upstream.read(resp, self.name, timeout), forwardable_headers(resp.headers)
         finally:
             resp.release()
 
@@ -485,7 +488,7 @@ class TranslatingProvider(ABC):
         key = self._key_index(call)
         model = self.upstream_model(call.target.model)
         if op == "embedding":
-            return await self._embed(inbound.typed, model, key)
+            return await self._embed(inbound.typed, model, key, call.timeout_s)
         if op == "text_completion":
             req = chat_from_completion(inbound.typed, self.name)
         elif op == "chat_completion":
@@ -499,7 +502,7 @@ class TranslatingProvider(ABC):
             prepared.headers = {**prepared.headers, **passed}
         if inbound.stream:
             return await self._stream(call, prepared, model, text=text)
-        data, headers = await self.fetch(prepared)
+        data, headers = await self.fetch(prepared, call.timeout_s)
         try:
             completion = self.chat_response(data, model)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -525,9 +528,11 @@ class TranslatingProvider(ABC):
                 code="model_not_allowed",
             ) from None
 
-    async def _embed(self, req: EmbeddingRequest, model: str, key: int | None) -> JSONReply:
+    async def _embed(
+        self, req: EmbeddingRequest, model: str, key: int | None, cap: float | None
+    ) -> JSONReply:
         prepared = await self.prepare_embedding(req, model, key)
-        data, headers = await self.fetch(prepared)
+        data, headers = await self.fetch(prepared, cap)
         try:
             result = self.embedding_response(data, req)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -543,8 +548,10 @@ class TranslatingProvider(ABC):
     async def _stream(
         self, call: Call, prepared: Prepared, model: str, *, text: bool
     ) -> EventStream:
-        resp = await self.open(prepared, stream=True)
+        guard = self.timeouts.stream(call.timeout_s)
+        resp = await self.open(prepared, guard)
         if resp.content_type not in self.stream_content_types:
+            guard.stop()
             resp.release()
             raise UpstreamError(
                 f"{self.name}: expected an event stream, got `{resp.content_type}`.",
@@ -558,7 +565,7 @@ class TranslatingProvider(ABC):
         async def events(stream: EventStream) -> AsyncGenerator[list[bytes], None]:
             started = False
             try:
-                async for natives in self.read_stream(resp):
+                async for natives in self.read_stream(resp, guard):
                     chunks: list[ChatCompletionChunk] = []
                     try:
                         for native in natives:
@@ -574,7 +581,10 @@ class TranslatingProvider(ABC):
                     if chunks:
                         batch = encode(chunks)
                         if batch:
-                            started = True
+                            if not started:
+                                # The first-event limit is met; the idle one applies now.
+                                guard.first_event()
+                                started = True
                             yield batch
                 tail = translator.finish()
                 usage_chunk = translator.usage_chunk() if wants_usage else None
@@ -592,9 +602,7 @@ class TranslatingProvider(ABC):
                 if stream.usage is None and translator.usage is not None:
                     stream.usage = BilledUsage.from_usage(translator.usage)
 
-        return EventStream(
-            events, close=release_when_done(resp), headers=forwardable_headers(resp.headers)
-        )
+        return EventStream(events, close=guard.close, headers=forwardable_headers(resp.headers))
 
 
 def _encode_chunks(chunks: list[ChatCompletionChunk]) -> list[bytes]:

@@ -43,7 +43,7 @@ from providers._keys import KeyRing
 from providers._openai_compat import ALL_OPERATIONS, INPUT_TOKENS, PATHS, CompatSpec, ParamRule
 from providers._openai_responses import ResponsesProvider
 from providers._types import BuildContext, ProviderType, check_credentials, resolve_keys
-from providers._upstream import Upstream
+from providers._upstream import Attempt, StreamAttempt, Timeouts, Upstream
 from providers.base import EventStream, ModelInfo, Provider
 from proxy.config import ConfigError, KeyConfig, ProviderConfig
 from proxy.errors import GatewayError, UnsupportedCapabilityError, UpstreamError
@@ -208,7 +208,7 @@ class EntraToken:
         *,
         provider: str,
         credentials: Mapping[str, str],
-        timeout: aiohttp.ClientTimeout,
+        timeout: Attempt,
         proxy: str | None,
     ) -> None:
         authority = (credentials.get("authority") or ENTRA_AUTHORITY).rstrip("/")
@@ -272,7 +272,7 @@ class EntraToken:
             proxy=self._proxy,
         )
         try:
-            body = await Upstream.read(resp, self._provider)
+            body = await Upstream.read(resp, self._provider, self._timeout)
         finally:
             resp.release()
         if resp.status != 200:
@@ -400,7 +400,7 @@ class AzureOpenAIProvider(ResponsesProvider):
         method: str,
         url: str,
         headers: Mapping[str, str],
-        timeout: aiohttp.ClientTimeout,
+        timeout: Attempt,
         data: Any = None,
     ) -> aiohttp.ClientResponse:
         entra = self._entra
@@ -426,9 +426,10 @@ class AzureOpenAIProvider(ResponsesProvider):
             return listed
         headers = self._headers[self._keys.any_key() or 0]
         url = self._base + "/models" + self._query
-        resp = await self._open("GET", url, headers, self._timeout)
+        timeout = self._timeouts.json()
+        resp = await self._open("GET", url, headers, timeout)
         try:
-            data = await Upstream.read(resp, self.name)
+            data = await Upstream.read(resp, self.name, timeout)
         finally:
             resp.release()
         try:
@@ -443,11 +444,17 @@ class AzureOpenAIProvider(ResponsesProvider):
         return listed
 
     async def _events(
-        self, resp: aiohttp.ClientResponse, stream: EventStream, *, forced: bool
+        self,
+        resp: aiohttp.ClientResponse,
+        stream: EventStream,
+        guard: StreamAttempt,
+        *,
+        forced: bool,
     ) -> AsyncGenerator[list[bytes], None]:
         held: list[bytes] = []
         first = True
-        async with contextlib.aclosing(super()._events(resp, stream, forced=forced)) as batches:
+        events = super()._events(resp, stream, guard, forced=forced)
+        async with contextlib.aclosing(events) as batches:
             async for batch in batches:
                 if first:
                     first = False
@@ -565,9 +572,9 @@ class AzureType:
 
 def _entra(name: str, settings: ProviderConfig, ctx: BuildContext) -> EntraToken:
     creds = settings.credentials
-    timeout = aiohttp.ClientTimeout(
-        total=min(settings.timeout_s, 60.0), sock_connect=settings.connect_timeout_s
-    )
+    # A token is a small answer: a minute at most, whatever a model's answer may take.
+    quick = msgspec.structs.replace(settings, timeout_s=min(settings.timeout_s, 60.0))
+    timeout = Timeouts(name, quick).json()
     return EntraToken(
         ctx.upstream,
         provider=name,

@@ -17,7 +17,7 @@ from providers._counting import CountingProvider
 from providers._keys import KeyRing
 from providers._translated import EmbeddingResult, Prepared, embedding_body, embedding_inputs
 from providers._types import BuildContext
-from providers._upstream import Upstream, map_client_errors
+from providers._upstream import StreamAttempt, Upstream
 from providers.base import Call, JSONReply, ModelInfo, Reply
 from providers.bedrock import embed
 from providers.bedrock.auth import CredentialSource, env_credentials, sign, static_credentials
@@ -142,11 +142,13 @@ class BedrockProvider(CountingProvider):
     def map_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
         return map_error(status, body, headers, provider=self.name, scrub=self.scrub)
 
-    async def read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[Frame]]:
+    async def read_stream(
+        self, resp: aiohttp.ClientResponse, guard: StreamAttempt
+    ) -> AsyncIterator[list[Frame]]:
         reader = FrameReader(self.name)
         read = resp.content.readany
         while True:
-            with map_client_errors(self.name):
+            with guard:
                 chunk = await read()
             if not chunk:
                 # A message cut in half is left in the reader: the translator sees no
@@ -167,9 +169,11 @@ class BedrockProvider(CountingProvider):
         if call.inbound.op.name != "embedding":
             return await super().send(call)
         key = self._key_index(call)
-        return await self._embeddings(call.inbound.typed, call.target.model, key)
+        return await self._embeddings(call.inbound.typed, call.target.model, key, call.timeout_s)
 
-    async def _embeddings(self, req: EmbeddingRequest, name: str, key: int | None) -> JSONReply:
+    async def _embeddings(
+        self, req: EmbeddingRequest, name: str, key: int | None, cap: float | None
+    ) -> JSONReply:
         model = self.upstream_model(name)
         texts = embedding_inputs(req, self.name)
         family = self._family(model)
@@ -185,7 +189,7 @@ class BedrockProvider(CountingProvider):
             )
         url = self.url(model, "invoke")
         answers = await _gather(
-            [self._invoke(url, body, key) for body in bodies], limit=_EMBED_CONCURRENCY
+            [self._invoke(url, body, key, cap) for body in bodies], limit=_EMBED_CONCURRENCY
         )
         result = self._embedding_result(family, answers)
         usage = EmbeddingUsage(
@@ -201,8 +205,10 @@ class BedrockProvider(CountingProvider):
             raw=answers[0][0] if len(answers) == 1 else None,
         )
 
-    async def _invoke(self, url: str, body: bytes, key: int | None) -> tuple[bytes, dict[str, str]]:
-        return await self.fetch(await self._prepared(url, body, key, invoke=True))
+    async def _invoke(
+        self, url: str, body: bytes, key: int | None, cap: float | None
+    ) -> tuple[bytes, dict[str, str]]:
+        return await self.fetch(await self._prepared(url, body, key, invoke=True), cap)
 
     def _embedding_result(
         self, family: str, answers: list[tuple[bytes, dict[str, str]]]

@@ -22,7 +22,7 @@ from providers._counting import CountingProvider
 from providers._keys import KeyRing
 from providers._translated import EmbeddingResult, Prepared, embedding_inputs
 from providers._types import BuildContext, KeyedType, ProviderType, resolve_keys
-from providers._upstream import Upstream, map_client_errors
+from providers._upstream import StreamAttempt, Upstream
 from providers.base import ModelInfo, Provider
 from providers.gemini.errors import map_error
 from providers.gemini.request import (
@@ -182,11 +182,13 @@ class GeminiProvider(CountingProvider):
             scrub=self.scrub,
         )
 
-    async def read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+    async def read_stream(
+        self, resp: aiohttp.ClientResponse, guard: StreamAttempt
+    ) -> AsyncIterator[list[bytes]]:
         reader = EventReader()
         read = resp.content.readany
         while True:
-            with map_client_errors(self.name):
+            with guard:
                 chunk = await read()
             events = reader.feed(chunk) if chunk else reader.close()
             if events:

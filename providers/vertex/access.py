@@ -8,6 +8,7 @@ import aiohttp
 
 from providers._google_auth import GoogleCredentialsError, GoogleToken
 from providers._translated import Prepared, TranslatingProvider
+from providers._upstream import Attempt
 from providers.vertex.errors import map_error
 from providers.vertex.translate import model_url, route
 from proxy.errors import UpstreamError
@@ -77,9 +78,9 @@ class OnVertex(TranslatingProvider):
     def map_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
         return map_error(status, body, headers, provider=self.name, scrub=self.scrub)
 
-    async def open(self, prepared: Prepared, *, stream: bool = False) -> aiohttp.ClientResponse:
+    async def open(self, prepared: Prepared, timeout: Attempt) -> aiohttp.ClientResponse:
         try:
-            return await super().open(prepared, stream=stream)
+            return await super().open(prepared, timeout)
         except UpstreamError as exc:
             if exc.status == 401:
                 # Revoked or expired early: the next request gets a new token, not this one

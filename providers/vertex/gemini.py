@@ -121,11 +121,13 @@ class VertexGemini(OnVertex, GeminiProvider):
             raise self.bad_response("embeddings response")
         return result
 
-    async def _embed(self, req: EmbeddingRequest, model: str, key: int | None) -> JSONReply:
+    async def _embed(
+        self, req: EmbeddingRequest, model: str, key: int | None, cap: float | None
+    ) -> JSONReply:
         """Gemini embedding models take one input per request: one ``:embedContent`` each,
         a few at a time, answered together in input order."""
         if not one_per_request(model):
-            return await super()._embed(req, model, key)
+            return await super()._embed(req, model, key, cap)
         texts = self._texts(req)
         headers = await self.auth_headers(key)
         url = self.model_url(model, "embedContent")
@@ -135,7 +137,7 @@ class VertexGemini(OnVertex, GeminiProvider):
         async def one(text: str) -> tuple[bytes, dict[str, str]]:
             async with limit:
                 body = embed_content_body(text, dims)
-                return await self.fetch(Prepared(url=url, headers=headers, body=body))
+                return await self.fetch(Prepared(url=url, headers=headers, body=body), cap)
 
         tasks = [asyncio.ensure_future(one(t)) for t in texts]
         try:
