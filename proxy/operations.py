@@ -20,6 +20,7 @@ from proxy.schemas.embeddings import EmbeddingRequest
 from proxy.schemas.responses import ResponsesRequest
 
 __all__ = [
+    "ADMIN",
     "CHAT",
     "COMPLETION",
     "EMBEDDING",
@@ -74,6 +75,8 @@ INPUT_TOKENS = Operation("input_tokens", "json")
 # Routes that read or change what the gateway stored (responses, conversations): they need the
 # caller's key like inference routes, and read their own bodies.
 STATEFUL = Operation("stored_state", "none", routed=False)
+# The gateway's own state (breakers, load): behind the master key, no body.
+ADMIN = Operation("admin", "none", routed=False)
 
 OPERATIONS = (
     CHAT,
@@ -85,6 +88,7 @@ OPERATIONS = (
     RESPONSES,
     INPUT_TOKENS,
     STATEFUL,
+    ADMIN,
 )
 
 SCHEMAS: dict[str, type[Any]] = {

@@ -155,6 +155,8 @@ class _KeyView(msgspec.Struct):
 class _ProviderView(msgspec.Struct):
     breakers: list[_BreakerView]
     keys_cooling_down: list[_KeyView]
+    in_flight: int = 0
+    queued: int = 0
 
 
 class HealthView(msgspec.Struct):
