@@ -376,6 +376,8 @@ class OpenAICompatProvider:
                 data = event.data
                 if data == b"[DONE]":
                     if batch:
+                        if waiting:
+                            _check_first(batch, name)
                         yield batch
                     return
                 if data.startswith(b'{"error"'):
@@ -394,6 +396,9 @@ class OpenAICompatProvider:
                 batch.append(data)
             if batch:
                 if waiting:
+                    # The first read's events are checked (once per stream): an upstream that
+                    # answers 200 and then garbage still lets the gateway fall back.
+                    _check_first(batch, name)
                     guard.first_event()
                     waiting = False
                 yield batch
@@ -500,6 +505,22 @@ class OpenAICompatProvider:
             status=502,
             provider=self.name,
         )
+
+
+_JSON_OBJECT = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def _check_first(batch: list[bytes], provider: str) -> None:
+    try:
+        for data in batch:
+            _JSON_OBJECT.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise UpstreamError(
+            f"{provider}: the stream began with an event that is not a JSON object.",
+            status=502,
+            provider=provider,
+            retryable=True,
+        ) from None
 
 
 def _has_usage(chunk: bytes) -> bool:

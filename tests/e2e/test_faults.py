@@ -74,18 +74,7 @@ async def test_json_request_falls_back_from_each_fault(
 
 @pytest.mark.parametrize(
     "fault",
-    [
-        *(f for f in BEFORE_FIRST_BYTE if f not in (Fault.MALFORMED,)),
-        pytest.param(
-            Fault.MALFORMED,
-            marks=pytest.mark.xfail(
-                reason="gateway bug: a stream's malformed first event is forwarded to the client "
-                "instead of falling back (providers/_openai_compat.py _events passes data "
-                "through unparsed)",
-                raises=AssertionError,
-            ),
-        ),
-    ],
+    list(BEFORE_FIRST_BYTE),
     ids=lambda f: f.value,
 )
 async def test_stream_falls_back_from_each_fault_before_its_first_event(

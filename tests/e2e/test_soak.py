@@ -219,9 +219,6 @@ async def test_soak_with_faulty_primary(
             seed=SEED,
             stall_s=30,
             events_before_fault=1,
-            # The gateway forwards a stream's malformed first event to the client (see
-            # test_faults.py::test_malformed_first_stream_event_falls_back); JSON answers keep it.
-            spare_streams=frozenset({Fault.MALFORMED}),
         )
         results += await run(sdk, mix(PHASES["faulty"], rng))
         before = primary.received
