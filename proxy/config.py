@@ -260,19 +260,21 @@ def _name_provider(
     document: dict[str, Any], exc: msgspec.ValidationError
 ) -> msgspec.ValidationError:
     """msgspec reports an error inside a mapping's value as ``$.providers[...]``; find which
-    provider it was by checking each alone, so the message can say ``$.providers.openai``."""
-    if "`$.providers[...]" not in str(exc) or not isinstance(document.get("providers"), dict):
-        return exc
-    for name, value in document["providers"].items():
-        try:
-            msgspec.convert(value, ProviderConfig, strict=False)
-        except msgspec.ValidationError as inner:
-            text = str(inner)
-            if " - at `$" in text:
-                text = text.replace(" - at `$", f" - at `$.providers.{name}", 1)
-            else:
-                text += f" - at `$.providers.{name}`"
-            return msgspec.ValidationError(text)
+    provider (or route) it was by checking each alone, so the message can say
+    ``$.providers.openai``."""
+    for section, kind in (("providers", ProviderConfig), ("routes", RouteConfig)):
+        if f"`$.{section}[...]" not in str(exc) or not isinstance(document.get(section), dict):
+            continue
+        for name, value in document[section].items():
+            try:
+                msgspec.convert(value, kind, strict=False)
+            except msgspec.ValidationError as inner:
+                text = str(inner)
+                if " - at `$" in text:
+                    text = text.replace(" - at `$", f" - at `$.{section}.{name}", 1)
+                else:
+                    text += f" - at `$.{section}.{name}`"
+                return msgspec.ValidationError(text)
     return exc
 
 
@@ -335,6 +337,25 @@ def _check(config: GatewayConfig) -> None:
         for i, key in enumerate(provider.keys or ()):
             if key.weight <= 0:
                 raise ConfigError(f"{at}.keys[{i}].weight: expected a positive number")
+    for name, route in config.routes.items():
+        _check_route(config, name, route)
+
+
+def _check_route(config: GatewayConfig, name: str, route: RouteConfig) -> None:
+    at = f"{config.source}: at $.routes.{name}"
+    if not route.targets:
+        raise ConfigError(f"{at}.targets: a route needs at least one target")
+    if route.hedge is not None and route.hedge_after_ms is not None:
+        raise ConfigError(f"{at}: set `hedge_after_ms` or `hedge`, not both")
+    named = [(f"targets[{i}].model", t.model) for i, t in enumerate(route.targets)]
+    named += [(f"fallbacks[{i}]", f) for i, f in enumerate(route.fallbacks)]
+    for where, model in named:
+        provider, sep, rest = model.partition("/")
+        if not sep or not provider or not rest:
+            raise ConfigError(f"{at}.{where}: expected `provider/model`, got `{model}`")
+        if config.providers and provider not in config.providers:
+            known = ", ".join(sorted(config.providers))
+            raise ConfigError(f"{at}.{where}: unknown provider `{provider}` (configured: {known})")
 
 
 def load_config(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -425,3 +426,50 @@ def test_credential_secrets_reach_the_log_redactor(monkeypatch: pytest.MonkeyPat
     assert "-----BEGIN KEY-----x" in got
     assert "aws-secret-value-1234" in got
     assert "client-abc" not in got
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        ({"targets": []}, "at $.routes.smart.targets: a route needs at least one target"),
+        ({"targets": [{"model": "gpt-4o"}]}, "targets[0].model: expected `provider/model`"),
+        (
+            {"targets": [{"model": "nope/gpt-4o"}]},
+            "targets[0].model: unknown provider `nope` (configured: openai)",
+        ),
+        (
+            {"targets": [{"model": "openai/gpt-4o"}], "fallbacks": ["x/y"]},
+            "fallbacks[0]: unknown provider `x`",
+        ),
+        (
+            {"targets": [{"model": "openai/gpt-4o"}], "hedge": "p95", "hedge_after_ms": 100},
+            "set `hedge_after_ms` or `hedge`, not both",
+        ),
+        (
+            {"targets": [{"model": "openai/gpt-4o"}], "strategy": "fastest"},
+            "$.routes.smart.strategy",
+        ),
+    ],
+)
+def test_routes_are_checked(route: dict[str, Any], message: str) -> None:
+    document = {"providers": {"openai": {"keys": [{"value": "k"}]}}, "routes": {"smart": route}}
+    with pytest.raises(ConfigError) as caught:
+        build_config(document, source="<test>")
+    assert message in str(caught.value)
+
+
+def test_a_route_parses() -> None:
+    document = {
+        "providers": {"openai": {"keys": [{"value": "k"}]}, "groq": {"keys": [{"value": "g"}]}},
+        "routes": {
+            "smart": {
+                "targets": [{"model": "openai/gpt-4o", "weight": 3}, {"model": "groq/llama"}],
+                "strategy": "least-latency",
+                "fallbacks": ["groq/mixtral"],
+                "hedge_after_ms": 250,
+            }
+        },
+    }
+    route = build_config(document, source="<test>").routes["smart"]
+    assert [t.weight for t in route.targets] == [3, 1]
+    assert (route.strategy, route.hedge_after_ms) == ("least-latency", 250)
