@@ -166,23 +166,30 @@ async def with_fallbacks(
     *,
     reliability: Reliability | None = None,
     timeout_s: float | None = None,
+    hedge: Callable[[Target], tuple[float, Target] | None] | None = None,
 ) -> _T:
     """``attempt`` each target (with its retries) until one succeeds or an error does not allow
-    moving on; ``outcome`` records each. See the module docstring for the rules."""
+    moving on; ``outcome`` records each. See the module docstring for the rules. ``hedge``
+    gives a target's hedge (delay, second target) for its first try, if it has one."""
     first_error: GatewayError | None = None
     last = targets[-1]
+    hedged: set[int] = set()
     for target in targets:
+        if target.index in hedged:
+            continue  # already raced, and lost, by an earlier target's hedge
         error = _skipped(target, directory, reliability)
         if error is not None:
             outcome.failures.append(f"{target.label}: {error.status} {error.code}")
         else:
             try:
-                return await _retrying(target, outcome, attempt, reliability, timeout_s)
+                return await _retrying(
+                    target, outcome, attempt, reliability, timeout_s, hedge, hedged
+                )
             except GatewayError as exc:
                 error = exc
         if first_error is None:
             first_error = error
-        if not error.allow_fallback or target is last:
+        if not error.allow_fallback or target is last or last.index in hedged:
             raise _final(first_error, error, outcome.failures, targets[0]) from None
         log.warning(
             "attempt_failed",
@@ -218,6 +225,8 @@ async def _retrying(
     attempt: Callable[[Target, AttemptState], Awaitable[_T]],
     reliability: Reliability | None,
     timeout_s: float | None,
+    hedge: Callable[[Target], tuple[float, Target] | None] | None = None,
+    hedged: set[int] | None = None,
 ) -> _T:
     provider, model = target.provider, target.model
     settings = reliability.settings(provider) if reliability is not None else None
@@ -228,6 +237,7 @@ async def _retrying(
         state = AttemptState(
             avoid_key=reliability.avoid(provider, model, avoided) if reliability else None,
             timeout_s=timeout_s,
+            hedge=hedge(target) if hedge is not None and retries == 0 else None,
         )
         outcome.attempts += 1
         outcome.fallback_index = target.index
@@ -241,6 +251,8 @@ async def _retrying(
             result = await attempt(target, state)
         except GatewayError as exc:
             outcome.failures.append(f"{target.label}: {exc.status} {exc.type}")
+            if state.hedged is not None and hedged is not None:
+                hedged.add(state.hedged.index)
             again = _after_failure(exc, target, state, avoided, reliability)
             if not again or retries >= retry.max_retries:
                 raise
@@ -338,9 +350,9 @@ def fallback_middleware() -> Middleware:
         app = request.app
         directory = app[DIRECTORY]
         reliability = app[RELIABILITY]
-        targets = resolve_targets(
-            inbound.model, inbound.fallbacks, directory, app[CONFIG].routes, reliability
-        )
+        routes = app[CONFIG].routes
+        targets = resolve_targets(inbound.model, inbound.fallbacks, directory, routes, reliability)
+        route = routes.get(inbound.model) if routes else None
 
         async def attempt(target: Target, state: AttemptState) -> web.StreamResponse:
             request[TARGET] = target
@@ -354,9 +366,31 @@ def fallback_middleware() -> Middleware:
             attempt,
             reliability=reliability,
             timeout_s=_client_timeout(request),
+            hedge=_hedger(route, targets, reliability) if route is not None else None,
         )
 
     return fallback
+
+
+def _hedger(
+    route: RouteConfig, targets: list[Target], reliability: Reliability
+) -> Callable[[Target], tuple[float, Target] | None] | None:
+    """A route's hedge for each of its targets: the delay, and the next target to race."""
+    if route.hedge_after_ms is None and route.hedge is None:
+        return None
+
+    def hedge(target: Target) -> tuple[float, Target] | None:
+        if target.index + 1 >= len(targets):
+            return None
+        if route.hedge_after_ms is not None:
+            after_ms: float | None = route.hedge_after_ms
+        else:
+            after_ms = reliability.stats(target.provider, target.model).p95_ms()
+        if after_ms is None:
+            return None
+        return after_ms / 1000, targets[target.index + 1]
+
+    return hedge
 
 
 def _final(

@@ -8,16 +8,27 @@ after it, a failure ends the stream with an error event and ``[DONE]``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import msgspec
 import structlog
 from aiohttp import web
 
-from providers.base import ByteStream, Call, EventStream, JSONReply
+from providers.base import ByteStream, Call, EventStream, JSONReply, Reply
 from providers.registry import PROVIDERS
 from proxy.errors import GatewayError, UnsupportedCapabilityError
-from proxy.keys import ATTEMPT, BODY, CONFIG, LIMITS, OUTCOME, REQUEST_ID, TARGET, Outcome
+from proxy.keys import (
+    ATTEMPT,
+    BODY,
+    CONFIG,
+    LIMITS,
+    OUTCOME,
+    REQUEST_ID,
+    TARGET,
+    AttemptState,
+    Outcome,
+)
 from proxy.operations import OPERATIONS, Inbound, Target
 from proxy.schemas.common import BilledUsage, ExtraFields
 from proxy.schemas.errors import ErrorBody, ErrorEnvelope
@@ -29,6 +40,13 @@ log = structlog.get_logger("thruway.dispatch")
 _encode = msgspec.json.Encoder().encode
 _EMPTY = msgspec.Raw(b"{}")
 _NOT_PARAMS = {op.name: op.not_params for op in OPERATIONS}
+
+
+class _Unread:
+    """The first batch of a stream not read yet."""
+
+
+_UNREAD = _Unread()
 
 
 def splice_extra_fields(body: bytes, extra: bytes) -> bytes:
@@ -57,19 +75,13 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     inbound = request[BODY]
     target = request[TARGET]
     outcome = request[OUTCOME]
+    attempt = request.get(ATTEMPT)
+    if attempt is not None and attempt.hedge is not None:
+        return await _hedged(request, attempt)
     provider = request.app[PROVIDERS][target.provider]
     if inbound.op.name not in provider.operations:
         raise UnsupportedCapabilityError(provider.name, inbound.op.name.replace("_", " "))
-    attempt = request.get(ATTEMPT)
-    call = Call(
-        inbound=inbound,
-        target=target,
-        request_id=request[REQUEST_ID],
-        raw_response=request.headers.get("x-thruway-raw-response", "").lower() == "true",
-        client_headers=request.headers,
-        avoid_key=attempt.avoid_key if attempt is not None else None,
-        timeout_s=attempt.timeout_s if attempt is not None else None,
-    )
+    call = _call(request, target, attempt)
     # The provider's slot is held until the reply is consumed: a stream is forwarded (or cut)
     # before the helpers below return.
     limiter = request.app[LIMITS][target.provider]
@@ -82,13 +94,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         finally:
             if attempt is not None:
                 attempt.key = call.key
-        headers = {
-            "x-request-id": call.request_id,
-            "x-thruway-provider": target.provider,
-            "x-thruway-model": target.model,
-            "x-thruway-attempts": str(outcome.attempts),
-            "x-thruway-fallback-index": str(target.index),
-        }
+        headers = _headers(call, outcome)
         if isinstance(reply, JSONReply):
             return _json_response(call, reply, headers, outcome)
         if isinstance(reply, EventStream):
@@ -96,6 +102,139 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await _byte_stream(request, reply, headers, outcome)
     finally:
         limiter.leave(since)
+
+
+def _call(request: web.Request, target: Target, attempt: AttemptState | None) -> Call:
+    return Call(
+        inbound=request[BODY],
+        target=target,
+        request_id=request[REQUEST_ID],
+        raw_response=request.headers.get("x-thruway-raw-response", "").lower() == "true",
+        client_headers=request.headers,
+        avoid_key=attempt.avoid_key if attempt is not None else None,
+        timeout_s=attempt.timeout_s if attempt is not None else None,
+    )
+
+
+def _headers(call: Call, outcome: Outcome) -> dict[str, str]:
+    return {
+        "x-request-id": call.request_id,
+        "x-thruway-provider": call.target.provider,
+        "x-thruway-model": call.target.model,
+        "x-thruway-attempts": str(outcome.attempts),
+        "x-thruway-fallback-index": str(call.target.index),
+    }
+
+
+# --- hedging ----------------------------------------------------------------------------------
+
+
+class _Started:
+    """One hedged attempt that has its reply (and, for a stream, its first batch)."""
+
+    def __init__(self, call: Call, reply: Reply, since: float, first: list[bytes] | None) -> None:
+        self.call = call
+        self.reply = reply
+        self.since = since
+        self.first = first
+
+    async def discard(self, request: web.Request, outcome: Outcome) -> None:
+        """The loser: its reply closed, its usage (as far as it is known) accounted."""
+        reply = self.reply
+        usage = None
+        if isinstance(reply, JSONReply):
+            usage = reply.usage
+        else:
+            await reply.aclose()
+            if isinstance(reply, EventStream):
+                usage = reply.usage
+        if usage is not None:
+            fields = outcome.log_fields
+            fields["hedge_loser_input_tokens"] = usage.prompt_tokens
+            fields["hedge_loser_output_tokens"] = usage.completion_tokens
+        request.app[LIMITS][self.call.target.provider].leave(self.since)
+
+
+async def _start(request: web.Request, target: Target, attempt: AttemptState) -> _Started:
+    provider = request.app[PROVIDERS][target.provider]
+    if request[BODY].op.name not in provider.operations:
+        raise UnsupportedCapabilityError(provider.name, request[BODY].op.name.replace("_", " "))
+    call = _call(request, target, attempt)
+    limiter = request.app[LIMITS][target.provider]
+    since = limiter.enter()
+    if since is None:
+        since = await limiter.wait()
+    try:
+        reply = await provider.send(call)
+        first: list[bytes] | None = None
+        if isinstance(reply, EventStream):
+            try:
+                first = await anext(aiter(reply))
+            except StopAsyncIteration:
+                first = None
+            except BaseException:
+                await reply.aclose()
+                raise
+        return _Started(call, reply, since, first)
+    except BaseException:
+        limiter.leave(since)
+        raise
+
+
+async def _hedged(request: web.Request, attempt: AttemptState) -> web.StreamResponse:
+    """The attempt, and, if it has sent nothing by the hedge delay, a second one on the next
+    target: the first to have its reply (a stream: its first event) is served, the other
+    cancelled (or, if it finished too, closed with its usage logged)."""
+    assert attempt.hedge is not None
+    after_s, second = attempt.hedge
+    outcome = request[OUTCOME]
+    primary = asyncio.ensure_future(_start(request, request[TARGET], attempt))
+    tasks = {primary}
+    done, _ = await asyncio.wait(tasks, timeout=after_s)
+    if not done:
+        log.info("hedged", after_ms=round(after_s * 1000, 1), second=second.label)
+        outcome.attempts += 1
+        attempt.hedged = second
+        tasks.add(asyncio.ensure_future(_start(request, second, AttemptState())))
+    winner: _Started | None = None
+    errors: dict[asyncio.Future[_Started], BaseException] = {}
+    pending = set(tasks)
+    try:
+        while pending and winner is None:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exc = task.exception()
+                if exc is not None:
+                    errors[task] = exc
+                elif winner is None:
+                    winner = task.result()
+                else:
+                    await task.result().discard(request, outcome)
+    finally:
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(BaseException):
+                late = await task
+                await late.discard(request, outcome)
+    if winner is None:
+        # Both failed: the primary's error, which the fallback middleware judges.
+        raise errors.get(primary) or next(iter(errors.values()))
+    call = winner.call
+    if call.target is not request[TARGET]:
+        request[TARGET] = call.target
+        outcome.provider, outcome.model = call.target.provider, call.target.model
+        outcome.fallback_index = call.target.index
+    try:
+        headers = _headers(call, outcome)
+        reply = winner.reply
+        if isinstance(reply, JSONReply):
+            return _json_response(call, reply, headers, outcome)
+        if isinstance(reply, EventStream):
+            return await _event_stream(request, call, reply, headers, outcome, first=winner.first)
+        return await _byte_stream(request, reply, headers, outcome)
+    finally:
+        request.app[LIMITS][call.target.provider].leave(winner.since)
 
 
 def extra_fields(
@@ -153,18 +292,21 @@ async def _event_stream(
     stream: EventStream,
     headers: dict[str, str],
     outcome: Outcome,
+    *,
+    first: list[bytes] | _Unread | None = _UNREAD,
 ) -> web.StreamResponse:
     """Forward events as they arrive; the usage chunk (sent when the client asked for usage)
-    also carries ``extra_fields``."""
+    also carries ``extra_fields``. ``first``: the first batch, when a hedge already read it."""
     events = aiter(stream)
-    try:
-        first: list[bytes] | None = await anext(events)
-    except StopAsyncIteration:
-        first = None
-    except BaseException:
-        await stream.aclose()
-        outcome.usage = stream.usage
-        raise
+    if isinstance(first, _Unread):
+        try:
+            first = await anext(events)
+        except StopAsyncIteration:
+            first = None
+        except BaseException:
+            await stream.aclose()
+            outcome.usage = stream.usage
+            raise
     outcome.ttfb_ms = outcome.elapsed_ms()
     headers["x-thruway-latency-ms"] = f"{outcome.ttfb_ms:.3f}"
     response = await open_event_stream(request, {**stream.headers, **headers})

@@ -95,6 +95,10 @@ class AttemptState(msgspec.Struct):
     avoid_key: Callable[[int], bool] | None = None
     timeout_s: float | None = None
     key: int | None = None
+    # A route's hedge: after this many seconds without a first byte, the terminal handler
+    # also tries this target; it writes the target to ``hedged`` when it did.
+    hedge: tuple[float, Target] | None = None
+    hedged: Target | None = None
 
 
 ATTEMPT = web.RequestKey("attempt", AttemptState)  # fallback, once per attempt
