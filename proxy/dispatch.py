@@ -309,7 +309,13 @@ async def _event_stream(
             raise
     outcome.ttfb_ms = outcome.elapsed_ms()
     headers["x-thruway-latency-ms"] = f"{outcome.ttfb_ms:.3f}"
-    response = await open_event_stream(request, {**stream.headers, **headers})
+    try:
+        response = await open_event_stream(request, {**stream.headers, **headers})
+    except BaseException:
+        # The client left before the headers went out: the upstream is released all the same.
+        await stream.aclose()
+        outcome.usage = stream.usage
+        raise
     keepalive = KeepAlive(response, request.app[CONFIG].streaming.keepalive_interval_s)
     # Only a client that asked for usage gets the usage chunk, and extra_fields with it.
     spliced = not call.inbound.wants_usage
@@ -357,7 +363,11 @@ async def _byte_stream(
     response = web.StreamResponse(
         headers={**stream.headers, **headers, "Content-Type": stream.content_type}
     )
-    await response.prepare(request)
+    try:
+        await response.prepare(request)
+    except BaseException:
+        await stream.aclose()
+        raise
     try:
         async for chunk in stream.chunks:
             if outcome.ttfb_ms is None:

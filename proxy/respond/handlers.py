@@ -161,7 +161,12 @@ async def _stream(request: web.Request, prep: Prepared) -> web.StreamResponse:
     provider = request.app[PROVIDERS][target.provider]
     run, first = await start_events(provider, prep, target, _attempt(request))
     outcome.ttfb_ms = outcome.elapsed_ms()
-    response = await open_event_stream(request, {**run.headers, **_headers(request, outcome)})
+    try:
+        response = await open_event_stream(request, {**run.headers, **_headers(request, outcome)})
+    except BaseException:
+        await run.aclose()
+        outcome.usage = run.usage
+        raise
     keepalive = KeepAlive(response, request.app[CONFIG].streaming.keepalive_interval_s)
     final = None
     try:
