@@ -233,9 +233,13 @@ async def _retrying(
     retry = settings.retry if settings is not None else _NO_RETRY
     avoided: set[int] = set()
     retries = 0
+    # With one key (or none) there is nothing to choose between.
+    keyed = settings is not None and settings.keys is not None and len(settings.keys) > 1
     while True:
         state = AttemptState(
-            avoid_key=reliability.avoid(provider, model, avoided) if reliability else None,
+            avoid_key=reliability.avoid(provider, model, avoided)
+            if keyed and reliability
+            else None,
             timeout_s=timeout_s,
             hedge=hedge(target) if hedge is not None and retries == 0 else None,
         )
