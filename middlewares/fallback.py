@@ -257,7 +257,12 @@ async def _retrying(
             outcome.failures.append(f"{target.label}: {exc.status} {exc.type}")
             if state.hedged is not None and hedged is not None:
                 hedged.add(state.hedged.index)
+            if stats is not None and isinstance(exc, _UPSTREAM_FAILURES) and exc.retryable:
+                # A failing target is slow for least-latency's purposes.
+                stats.observe(outcome.elapsed_ms() - started + _FAILURE_PENALTY_MS)
             again = _after_failure(exc, target, state, avoided, reliability)
+            if again is _OTHER_KEY:
+                continue  # a revoked key: another key right away, not counted as a retry
             if not again or retries >= retry.max_retries:
                 raise
             delay = _delay(exc, retries, retry)
@@ -285,14 +290,19 @@ async def _retrying(
         return result
 
 
+_OTHER_KEY = object()
+_FAILURE_PENALTY_MS = 1000.0
+
+
 def _after_failure(
     exc: GatewayError,
     target: Target,
     state: AttemptState,
     avoided: set[int],
     reliability: Reliability | None,
-) -> bool:
-    """Learn from a failed attempt; whether the same target may be tried again."""
+) -> bool | object:
+    """Learn from a failed attempt; whether the same target may be tried again (``_OTHER_KEY``:
+    at once, with another key)."""
     upstream = isinstance(exc, _UPSTREAM_FAILURES) and exc.retryable
     if reliability is not None and upstream:
         opened = reliability.failed(target.provider, state.key, target.model)
@@ -310,7 +320,7 @@ def _after_failure(
             return False
         # Another key of the same provider may work: once.
         avoided.add(key)
-        return True
+        return _OTHER_KEY
     if exc.status == 429 and key is not None:
         avoided.add(key)
     if exc.type == "overloaded":

@@ -44,34 +44,57 @@ BreakerState = Literal["closed", "open", "half_open"]
 class Breaker:
     """One provider+key+model's circuit; times are ``time.monotonic()`` seconds.
 
-    Closed: every attempt goes. Open: none, for ``cooldown_s``. Then half-open: attempts go
-    again as probes; the first to succeed closes it, a failure opens it again. The error rate
-    is counted in one-second buckets over ``window_s`` (a success costs a few integer updates).
+    Closed: every attempt goes. Open: none, for ``cooldown_s``. Then half-open: one probe at a
+    time is let through (:meth:`claim_probe`); its success closes the circuit, its failure
+    opens it again. A probe that never reports is given up after another ``cooldown_s``. The
+    error rate is counted in one-second buckets over ``window_s`` (a success costs a few
+    integer updates).
     """
 
-    __slots__ = ("_config", "_fail", "_req", "_second", "consecutive", "opened_at", "state")
+    __slots__ = (
+        "_config",
+        "_fail",
+        "_req",
+        "_second",
+        "consecutive",
+        "opened_at",
+        "probe_since",
+        "state",
+    )
 
     def __init__(self, config: BreakerConfig) -> None:
         self._config = config
         self.state: BreakerState = "closed"
         self.consecutive = 0
         self.opened_at = 0.0
+        self.probe_since: float | None = None
         slots = max(1, math.ceil(config.window_s))
         self._req = [0] * slots
         self._fail = [0] * slots
         self._second = 0
 
     def is_open(self, now: float) -> bool:
-        """Open and still cooling down; past the cooldown it is half-open and lets probes by."""
-        if self.state != "open":
+        """No attempt may go now: open and cooling down, or half-open with its probe out."""
+        if self.state == "closed":
             return False
-        if now - self.opened_at < self._config.cooldown_s:
-            return True
-        self.state = "half_open"
-        return False
+        if self.state == "open":
+            if now - self.opened_at < self._config.cooldown_s:
+                return True
+            self.state = "half_open"
+            self.probe_since = None
+        since = self.probe_since
+        return since is not None and now - since < self._config.cooldown_s
+
+    def claim_probe(self, now: float) -> bool:
+        """Half-open and no probe out: this attempt is the probe."""
+        if self.is_open(now) or self.state != "half_open":
+            return False
+        self.probe_since = now
+        return True
 
     def success(self, now: float) -> None:
         self.consecutive = 0
+        self.probe_since = None
         if self.state != "closed":
             self.state = "closed"
             self._req = [0] * len(self._req)
@@ -81,6 +104,7 @@ class Breaker:
 
     def failure(self, now: float) -> bool:
         """Count a failure; True when it opened the circuit."""
+        self.probe_since = None
         if self.state == "open":
             return False
         if self.state == "half_open":
@@ -216,14 +240,24 @@ class Reliability:
         return got
 
     def blocked(self, provider: str, model: str) -> bool:
-        """Whether every circuit this target has is open (a target never tried is not)."""
-        if not self.settings(provider).breaker.enabled:
+        """Whether no attempt may go to this target now: each of its keys (or, keyless, its
+        one circuit) has an open circuit. A half-open circuit with no probe out lets this
+        request be its probe (one at a time)."""
+        settings = self.settings(provider)
+        if not settings.breaker.enabled:
             return False
         mine = self._by_target.get((provider, model))
         if not mine:
             return False
         now = self._clock()
-        return all(b.is_open(now) for b in mine)
+        open_ = 0
+        for breaker in mine:
+            if breaker.is_open(now):
+                open_ += 1
+            elif breaker.state == "half_open" and len(mine) == 1:
+                breaker.claim_probe(now)
+        # A key never tried has no circuit yet: it is closed.
+        return open_ >= max(1, len(settings.keys or ()), len(mine))
 
     def reopens_in(self, provider: str, model: str) -> float:
         """Seconds until the first of this target's open circuits lets a probe through."""

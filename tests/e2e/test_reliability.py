@@ -280,11 +280,6 @@ async def test_breaker_open_without_fallback_answers_503_at_once(
     assert 1 == len(fake_openai.requests)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy/reliability.py:218-226 Reliability.blocked: one key's open circuit skips the "
-    "whole target although the provider's other key was never tried",
-)
 async def test_one_keys_open_circuit_leaves_the_other_key(
     make_gateway: MakeGateway, open_fake: FakeOpenAI, fake_backup: FakeOpenAI
 ) -> None:

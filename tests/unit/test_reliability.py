@@ -234,11 +234,6 @@ def test_blocked_never_when_the_breaker_is_disabled() -> None:
     assert not rel.blocked("p", "m")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy/reliability.py:218-226 Reliability.blocked considers only the circuits that "
-    "exist, so one key's open circuit blocks the whole target while another key was never tried",
-)
 def test_one_keys_open_circuit_does_not_block_the_others() -> None:
     """With two keys, one key's open circuit leaves the target usable through the other."""
     rel = Reliability(_config(breaker={"failures": 2}), FakeClock())
@@ -249,11 +244,6 @@ def test_one_keys_open_circuit_does_not_block_the_others() -> None:
     assert not rel.blocked("p", "m")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy/reliability.py:64-71 Breaker.is_open lets every caller through once half-open, "
-    "though the module docstring (line 6) promises one probe at a time",
-)
 def test_half_open_lets_one_probe_at_a_time() -> None:
     """Past the cooldown a single probe goes; the others stay blocked until its result."""
     clock = FakeClock()

@@ -163,12 +163,6 @@ def test_fallback_without_a_provider_is_a_400() -> None:
     assert ("fallbacks[1]", "model_not_found") == (info.value.param, info.value.code)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy/config.py:307-337 _check never looks at `routes`: a route target naming no "
-    "configured provider is accepted at start-up, and every request to the route then fails "
-    "with a 400 on `model` that the caller (who sent the route's name) cannot fix",
-)
 def test_route_target_of_an_unknown_provider_is_a_config_error() -> None:
     """A route whose target names a provider that is not configured is refused at load."""
     document = {"providers": PROVIDERS, "routes": {"r": {"targets": [{"model": "nope/x"}]}}}
