@@ -283,7 +283,8 @@ async def _retrying(
             if stats is not None:
                 stats.in_flight -= 1
         if reliability is not None:
-            reliability.succeeded(provider, state.key, model)
+            if reliability.succeeded(provider, state.key, model):
+                log.info("circuit_closed", target=target.label, key_index=state.key)
             if stats is not None:
                 ttfb = outcome.ttfb_ms if outcome.ttfb_ms is not ttfb_before else None
                 stats.observe((ttfb if ttfb is not None else outcome.elapsed_ms()) - started)

@@ -266,9 +266,14 @@ class Reliability:
         waits = [b.opened_at + b._config.cooldown_s - now for b in mine if b.state == "open"]
         return max(0.0, min(waits, default=0.0))
 
-    def succeeded(self, provider: str, key: int | None, model: str) -> None:
-        if self.settings(provider).breaker.enabled:
-            self.breaker(provider, key, model).success(self._clock())
+    def succeeded(self, provider: str, key: int | None, model: str) -> bool:
+        """Count a success; True when it closed an open (half-open) circuit."""
+        if not self.settings(provider).breaker.enabled:
+            return False
+        breaker = self.breaker(provider, key, model)
+        was_closed = breaker.state == "closed"
+        breaker.success(self._clock())
+        return not was_closed
 
     def failed(self, provider: str, key: int | None, model: str) -> bool:
         """Count a failure; True when it opened the circuit."""
