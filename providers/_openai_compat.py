@@ -396,8 +396,8 @@ class OpenAICompatProvider:
                 batch.append(data)
             if batch:
                 if waiting:
-                    # The first read's events are checked (once per stream): an upstream that
-                    # answers 200 and then garbage still lets the gateway fall back.
+                    # The first event is checked (once per stream): an upstream that answers
+                    # 200 and then garbage still lets the gateway fall back.
                     _check_first(batch, name)
                     guard.first_event()
                     waiting = False
@@ -512,14 +512,15 @@ _JSON_SYNTAX = msgspec.json.Decoder(msgspec.Raw)
 
 
 def _check_first(batch: list[bytes], provider: str) -> None:
+    """The stream's first event must be JSON (later ones are forwarded as they come)."""
+    data = batch[0]
     try:
-        for data in batch:
-            if data[:1] != b"{":
-                raise msgspec.DecodeError
-            _JSON_SYNTAX.decode(data)
+        if data[:1] != b"{":
+            raise msgspec.DecodeError
+        _JSON_SYNTAX.decode(data)
     except msgspec.DecodeError:
         raise UpstreamError(
-            f"{provider}: the stream began with an event that is not a JSON object.",
+            f"{provider}: the stream's first event is not a JSON object.",
             status=502,
             provider=provider,
             retryable=True,
