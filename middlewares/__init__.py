@@ -6,7 +6,8 @@ Contract (which keys each reads and writes; all keys live in ``proxy.keys``):
 
 - ``errors`` renders any exception as the unified error body. Nothing else renders errors.
 - ``request_context`` writes ``REQUEST_ID`` and ``OUTCOME``, binds the request id into structlog's
-  context, and writes one canonical log line per request in a ``finally``.
+  context, and writes one canonical log line per request in a ``finally``; the Prometheus
+  metrics (``proxy.metrics``) are updated there too, from the same values.
 - ``auth`` reads the gateway key; it short-circuits with ``AuthenticationError`` (401).
 - ``decode`` reads the body once and writes ``BODY`` (an ``Inbound``); bad input is a 400 whose
   ``param`` is the JSON path at fault.
@@ -33,16 +34,21 @@ from middlewares.request_context import request_context_middleware
 from middlewares.usage import usage_middleware
 from proxy.config import GatewayConfig
 from proxy.logging import RequestLine
+from proxy.metrics import Metrics
 
 __all__ = ["build_chain"]
 
 
 def build_chain(
-    config: GatewayConfig, *, debug: bool = False, request_line: RequestLine | None = None
+    config: GatewayConfig,
+    *,
+    debug: bool = False,
+    request_line: RequestLine | None = None,
+    metrics: Metrics | None = None,
 ) -> list[Middleware]:
     chain = [
         errors_middleware(max_body_bytes=config.server.max_body_bytes, debug=debug),
-        request_context_middleware(request_line),
+        request_context_middleware(request_line, metrics),
         auth_middleware(master_key=config.auth.master_key),
         decode_middleware(),
         usage_middleware(),

@@ -14,7 +14,8 @@ from aiohttp.typedefs import Handler, Middleware
 from proxy.errors import GatewayError
 from proxy.keys import DRAINING, OUTCOME, REQUEST_ID, Outcome
 from proxy.logging import CanonicalLine, RequestLine
-from proxy.operations import operation_of
+from proxy.metrics import Metrics
+from proxy.operations import Operation, operation_of
 
 __all__ = ["new_request_id", "request_context_middleware"]
 
@@ -47,7 +48,10 @@ new_request_id = _RequestIds()
 os.register_at_fork(after_in_child=new_request_id.reset)
 
 
-def request_context_middleware(request_line: RequestLine | None = None) -> Middleware:
+def request_context_middleware(
+    request_line: RequestLine | None = None, metrics: Metrics | None = None
+) -> Middleware:
+    """``metrics``, when given, is updated from the same values as the canonical line."""
     write_line = request_line or RequestLine()
 
     @web.middleware
@@ -56,6 +60,9 @@ def request_context_middleware(request_line: RequestLine | None = None) -> Middl
         request_id = given if given and _SAFE_ID.fullmatch(given) else new_request_id()
         request[REQUEST_ID] = request_id
         outcome = request[OUTCOME] = Outcome()
+        op = operation_of(request)
+        if metrics is not None and op is not None:
+            metrics.started()
         # aiohttp runs each request in a copy of the context, so nothing leaks between requests.
         structlog.contextvars.bind_contextvars(request_id=request_id)
         status = 500
@@ -88,7 +95,12 @@ def request_context_middleware(request_line: RequestLine | None = None) -> Middl
             error_type = "internal_error"
             raise
         finally:
-            _canonical_line(write_line, request, outcome, status, error_type)
+            _canonical_line(write_line, request, op, outcome, status, error_type)
+            if metrics is not None:
+                if op is not None:
+                    metrics.finished(request, op.name, outcome, status, error_type)
+                else:
+                    metrics.finished_other(request, error_type)
 
     return request_context
 
@@ -96,11 +108,11 @@ def request_context_middleware(request_line: RequestLine | None = None) -> Middl
 def _canonical_line(
     write_line: RequestLine,
     request: web.Request,
+    op: Operation | None,
     outcome: Outcome,
     status: int,
     error_type: str | None,
 ) -> None:
-    op = operation_of(request)
     if op is None and status < 400:
         write_line(
             CanonicalLine(

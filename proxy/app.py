@@ -15,6 +15,7 @@ from proxy.config import GatewayConfig
 from proxy.keys import CONFIG, DIRECTORY, DRAINING, LIMITS, RELIABILITY, STORE
 from proxy.limits import Limits
 from proxy.logging import RequestLine
+from proxy.metrics import METRICS, Metrics
 from proxy.reliability import Reliability
 from proxy.respond.handlers import BACKGROUND
 from proxy.respond.worker import BackgroundWorker
@@ -33,14 +34,17 @@ def create_app(
     request_line: RequestLine | None = None,
 ) -> web.Application:
     """The gateway app; ``request_line`` writes the canonical log line (default: structlog)."""
+    metrics = Metrics.from_environ()
     app = web.Application(
-        middlewares=build_chain(config, debug=debug, request_line=request_line),
+        middlewares=build_chain(config, debug=debug, request_line=request_line, metrics=metrics),
         client_max_size=config.server.max_body_bytes,
     )
     app[CONFIG] = config
     app[DRAINING] = asyncio.Event()
     app[RELIABILITY] = Reliability(config)
     app[LIMITS] = Limits.from_config(config.providers)
+    app[METRICS] = metrics
+    app.on_response_prepare.append(metrics.on_response_prepare)
     setup_routes(app)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

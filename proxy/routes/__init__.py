@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.routes import health, openai, responses
+from proxy.routes import health, metrics, openai, responses
 
 __all__ = ["setup_routes"]
 
@@ -13,3 +13,4 @@ def setup_routes(app: web.Application) -> None:
     openai.setup(app)
     responses.setup(app)
     health.setup(app)
+    metrics.setup(app)

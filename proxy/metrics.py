@@ -1,0 +1,228 @@
+"""Prometheus metrics, updated once per request from what its canonical log line sees.
+
+One process: the values live in this process and ``GET /metrics`` renders them. Several
+workers (``--workers N``): the supervisor gives every worker the same ``PROMETHEUS_MULTIPROC_DIR``;
+prometheus_client then keeps each worker's values in memory-mapped files there (it chooses
+this when it is first imported, from that variable), and any worker's ``/metrics`` sums them all.
+The supervisor removes a dead worker's gauges (``mark_process_dead``) and the directory at exit.
+
+``.labels()`` parses its arguments and takes a lock on every call: each distinct label set
+gets one :class:`_Series` (every child it touches, looked up once) cached by a plain tuple.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from aiohttp import web
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from proxy.keys import OUTCOME, Outcome
+
+__all__ = ["CONTENT_TYPE", "METRICS", "MULTIPROC_DIR", "REJECTIONS", "Metrics"]
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# What ``generate_latest`` writes (prometheus_client's CONTENT_TYPE_LATEST may name a newer
+# version, for content negotiation we do not do).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Errors the gateway answers itself to refuse work (load shedding, no provider to serve it;
+# rate limits and budgets once they exist), counted by ``thruway_rejections_total{reason}``.
+REJECTIONS = frozenset(
+    {"overloaded", "provider_unavailable", "rate_limit_exceeded", "budget_exceeded"}
+)
+# Failures that were no upstream call: the target was skipped or had no room.
+_SKIPPED = frozenset({"circuit_open", "provider_unavailable", "overloaded"})
+# LLM calls take from milliseconds (embeddings, cache hits) to minutes (long generations).
+_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+_TTFB_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+# Past this many label sets, models are counted as "other": a client naming random models
+# of a pass-through provider must not grow the scrape without bound.
+_MAX_SERIES = 2000
+_OVERFLOW_MODEL = "other"
+_STREAM_OPEN = web.RequestKey("metrics_stream_open", bool)
+
+
+class _Series:
+    """The children of one (provider, model, status, request type)."""
+
+    __slots__ = (
+        "cached",
+        "duration",
+        "input",
+        "output",
+        "reasoning",
+        "requests",
+        "success",
+        "ttfb",
+    )
+
+    def __init__(self, m: Metrics, provider: str, model: str, status: str, op: str) -> None:
+        self.requests = m.requests.labels(provider, model, status, op)
+        self.duration = m.duration.labels(provider, model, op)
+        self.ttfb = m.ttfb.labels(provider, model, op)
+        tokens = m.tokens
+        self.input = tokens.labels(provider, model, "input")
+        self.output = tokens.labels(provider, model, "output")
+        self.cached = tokens.labels(provider, model, "cached")
+        self.reasoning = tokens.labels(provider, model, "reasoning")
+        self.success = m.attempts.labels(provider, "success") if provider else None
+
+
+class Metrics:
+    """Every metric of one app, in its own registry (several apps may share a process)."""
+
+    def __init__(self, *, multiprocess_dir: str | None = None) -> None:
+        self._dir = multiprocess_dir
+        r = self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter(
+            "thruway_requests",
+            "Requests answered, by provider, model, HTTP status and request type.",
+            ("provider", "model", "status", "request_type"),
+            registry=r,
+        )
+        self.duration = Histogram(
+            "thruway_request_duration_seconds",
+            "Time from a request's arrival to the end of its response (a stream's last byte).",
+            ("provider", "model", "request_type"),
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.ttfb = Histogram(
+            "thruway_ttfb_seconds",
+            "Time from a streamed request's arrival to its first byte.",
+            ("provider", "model", "request_type"),
+            buckets=_TTFB_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "thruway_tokens",
+            "Tokens billed by the upstream (cached: of the input, reasoning: of the output).",
+            ("provider", "model", "kind"),
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "thruway_in_flight_requests",
+            "Requests being served.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.open_streams = Gauge(
+            "thruway_open_streams",
+            "Streamed responses whose headers are sent and whose end is not.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.attempts = Counter(
+            "thruway_upstream_attempts",
+            "Upstream attempts by outcome: success, the failure's HTTP status, or "
+            "circuit_open / provider_unavailable / overloaded for a target not called.",
+            ("provider", "outcome"),
+            registry=r,
+        )
+        self.rejections = Counter(
+            "thruway_rejections",
+            "Requests the gateway refused itself, by reason (the error type).",
+            ("reason",),
+            registry=r,
+        )
+        self._series: dict[tuple[str, str, int, str], _Series] = {}
+        self._in_flight_inc = self.in_flight.inc
+        self._in_flight_dec = self.in_flight.dec
+
+    def started(self) -> None:
+        self._in_flight_inc()
+
+    def finished(
+        self,
+        request: web.Request,
+        request_type: str,
+        outcome: Outcome,
+        status: int,
+        error_type: str | None,
+    ) -> None:
+        """Account one request that ``started``: called once, after its response ended."""
+        self._in_flight_dec()
+        if request.get(_STREAM_OPEN):
+            self.open_streams.dec()
+        key = (outcome.provider, outcome.model, status, request_type)
+        series = self._series.get(key) or self._new_series(key)
+        series.requests.inc()
+        series.duration.observe(outcome.elapsed_ms() / 1000)
+        if outcome.stream and outcome.ttfb_ms is not None:
+            series.ttfb.observe(outcome.ttfb_ms / 1000)
+        billed = outcome.usage
+        if billed is not None:
+            series.input.inc(billed.prompt_tokens)
+            series.output.inc(billed.completion_tokens)
+            if billed.cached_tokens:
+                series.cached.inc(billed.cached_tokens)
+            if billed.reasoning_tokens:
+                series.reasoning.inc(billed.reasoning_tokens)
+        if outcome.failures:
+            self._failed_attempts(outcome.failures)
+        if status < 400 and series.success is not None:
+            series.success.inc()
+        elif error_type in REJECTIONS:
+            self.rejections.labels(error_type).inc()
+
+    def finished_other(self, request: web.Request, error_type: str | None) -> None:
+        """Account a request outside the routes that have a request type (no ``started``)."""
+        if request.get(_STREAM_OPEN):
+            self.open_streams.dec()
+        if error_type in REJECTIONS:
+            self.rejections.labels(error_type).inc()
+
+    def _new_series(self, key: tuple[str, str, int, str]) -> _Series:
+        provider, model, status, op = key
+        if len(self._series) >= _MAX_SERIES:
+            model = _OVERFLOW_MODEL
+        series = _Series(self, provider, model, str(status), op)
+        if len(self._series) < _MAX_SERIES:
+            self._series[key] = series
+        return series
+
+    def _failed_attempts(self, failures: list[str]) -> None:
+        # Each failure reads "provider/model: status type[ mid-stream]" (the fallback
+        # middleware and the stream handlers write them).
+        for failure in failures:
+            label, _, rest = failure.partition(": ")
+            status, _, kind = rest.partition(" ")
+            kind = kind.partition(" ")[0]
+            provider = label.partition("/")[0]
+            self.attempts.labels(provider, kind if kind in _SKIPPED else status).inc()
+
+    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Count a streamed response as open when its headers go out."""
+        if type(response) is web.StreamResponse and OUTCOME in request:
+            request[_STREAM_OPEN] = True
+            self.open_streams.inc()
+
+    async def render(self) -> bytes:
+        """The text exposition format; with workers, summed over every worker's files."""
+        if self._dir is None:
+            return generate_latest(self.registry)
+        # Reading every worker's files is blocking I/O: off the event loop.
+        return await asyncio.to_thread(_render_multiprocess, self._dir)
+
+    @classmethod
+    def from_environ(cls) -> Metrics:
+        """Multi-process mode when ``PROMETHEUS_MULTIPROC_DIR`` is set (as prometheus_client
+        decides it itself on import)."""
+        return cls(multiprocess_dir=os.environ.get(MULTIPROC_DIR) or None)
+
+
+def _render_multiprocess(path: str) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry, path=path)
+    return generate_latest(registry)
+
+
+METRICS = web.AppKey("metrics", Metrics)
