@@ -7,20 +7,24 @@ import asyncio
 import contextlib
 import gc
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 
 import msgspec
 import structlog
 from aiohttp import web
+from prometheus_client.multiprocess import mark_process_dead
 
 from providers.registry import check_providers, local_base_url_variables, standard_key_variables
 from proxy.app import create_app
 from proxy.config import ConfigError, GatewayConfig, config_from_env, load_config
 from proxy.logging import configure_logging
+from proxy.metrics import MULTIPROC_DIR
 
 __all__ = ["main"]
 
@@ -184,8 +188,20 @@ def supervise(argv: Sequence[str], workers: int) -> int:
 
     Workers run in their own session, so a terminal's Ctrl-C reaches them once, through this
     process; a worker whose supervisor vanishes (SIGKILL) drains and exits by itself.
+
+    The workers share a fresh ``PROMETHEUS_MULTIPROC_DIR``, so that any worker's ``/metrics``
+    sums them all; a dead worker's live gauges are dropped from it, and it is removed at exit.
     """
+    metrics_dir = tempfile.mkdtemp(prefix="thruway-metrics-")
+    try:
+        return _supervise(argv, workers, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(argv: Sequence[str], workers: int, metrics_dir: str) -> int:
     command = [sys.executable, "-m", "proxy", *argv, "--worker"]
+    env = {**os.environ, MULTIPROC_DIR: metrics_dir}
     stopping = False
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -197,7 +213,7 @@ def supervise(argv: Sequence[str], workers: int) -> int:
                 proc.send_signal(signal.SIGTERM)
 
     def spawn() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(command, start_new_session=True)
+        proc = subprocess.Popen(command, start_new_session=True, env=env)
         if stopping:  # the signal came while it was starting
             proc.send_signal(signal.SIGTERM)
         return proc
@@ -210,6 +226,7 @@ def supervise(argv: Sequence[str], workers: int) -> int:
             code = proc.poll()
             if code is not None and not stopping:
                 print(f"thruway: worker {proc.pid} exited with {code}; restarting", file=sys.stderr)
+                mark_process_dead(proc.pid, metrics_dir)
                 time.sleep(0.5)
                 if not stopping:
                     procs[i] = spawn()

@@ -19,6 +19,7 @@ import aiohttp
 import msgspec
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from providers.registry import local_base_url_variables, standard_key_variables
 from tests.fakes.openai import Behavior, FakeOpenAI
@@ -604,3 +605,55 @@ async def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path, fake: 
         alive = {pid for pid in workers if _alive(pid)}
     assert set() == alive
     assert 2 == len(gw.events("supervisor_gone"))
+
+
+# -- metrics ----------------------------------------------------------------------------------
+
+
+def _environ(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        pairs = [entry.decode().partition("=") for entry in f.read().split(b"\0") if entry]
+    return {name: value for name, _, value in pairs}
+
+
+async def _served_total(session: aiohttp.ClientSession, url: str) -> float:
+    """The sum of `thruway_requests_total` with status 200 in one scrape of `/metrics`."""
+    async with session.get(url + "/metrics") as resp:
+        assert 200 == resp.status
+        text = await resp.text()
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "thruway_requests_total" and s.labels["status"] == "200"
+    )
+
+
+async def test_metrics_sum_over_workers(tmp_path: Path, fake: FakeOpenAI) -> None:
+    """With `--workers 2` any worker's `/metrics` counts what both served, also after one is
+    killed and replaced (its live gauges are dropped); the shared directory goes at exit."""
+    config = _write_config(tmp_path, fake)
+    async with gateway_process(config, "--workers", "2") as gw, _session() as session:
+        assert await _started(gw, 2)
+        started = {r["pid"] for r in gw.events("started")}
+        gw.workers |= started
+        directory = _environ(min(started))["PROMETHEUS_MULTIPROC_DIR"]
+        for i in range(20):
+            assert 200 == (await _post(session, gw.url, f"m-{i}", None))[0]
+        served = _upstream_connections(started, urlsplit(fake.base_url).port or 0)
+        totals = [await _served_total(session, gw.url) for _ in range(6)]
+        killed = min(started)
+        assert f"gauge_livesum_{killed}.db" in os.listdir(directory)
+        os.kill(killed, signal.SIGKILL)
+        assert await _started(gw, 3)
+        gw.workers |= {r["pid"] for r in gw.events("started")}
+        totals_after = [await _served_total(session, gw.url) for _ in range(6)]
+        live_files = [n for n in os.listdir(directory) if n.startswith("gauge_livesum_")]
+        code = await gw.terminate()
+    assert {pid: True for pid in started} == {pid: n >= 1 for pid, n in served.items()}
+    assert [20.0] * 6 == totals
+    assert [20.0] * 6 == totals_after
+    assert f"gauge_livesum_{killed}.db" not in live_files
+    assert 2 == len(live_files)
+    assert 0 == code
+    assert not os.path.exists(directory)
