@@ -95,7 +95,9 @@ def request_context_middleware(
             error_type = "internal_error"
             raise
         finally:
-            _canonical_line(write_line, request, op, outcome, status, error_type)
+            _canonical_line(
+                write_line, request, op=op, outcome=outcome, status=status, error_type=error_type
+            )
             if metrics is not None:
                 if op is not None:
                     metrics.finished(request, op.name, outcome, status, error_type)
@@ -108,6 +110,7 @@ def request_context_middleware(
 def _canonical_line(
     write_line: RequestLine,
     request: web.Request,
+    *,
     op: Operation | None,
     outcome: Outcome,
     status: int,
