@@ -12,9 +12,10 @@ from middlewares import build_chain
 from providers._upstream import HTTP_SESSION, Upstream, open_session
 from providers.registry import PROVIDERS, build_registry
 from proxy.config import GatewayConfig
-from proxy.keys import CONFIG, DIRECTORY, DRAINING, LIMITS, RELIABILITY, STORE
+from proxy.keys import CONFIG, DIRECTORY, DRAINING, LIMITS, PRICING, RELIABILITY, STORE
 from proxy.limits import Limits
 from proxy.logging import RequestLine
+from proxy.pricing import Pricing
 from proxy.reliability import Reliability
 from proxy.respond.handlers import BACKGROUND
 from proxy.respond.worker import BackgroundWorker
@@ -33,11 +34,13 @@ def create_app(
     request_line: RequestLine | None = None,
 ) -> web.Application:
     """The gateway app; ``request_line`` writes the canonical log line (default: structlog)."""
+    pricing = Pricing(config)
     app = web.Application(
-        middlewares=build_chain(config, debug=debug, request_line=request_line),
+        middlewares=build_chain(config, debug=debug, request_line=request_line, pricing=pricing),
         client_max_size=config.server.max_body_bytes,
     )
     app[CONFIG] = config
+    app[PRICING] = pricing
     app[DRAINING] = asyncio.Event()
     app[RELIABILITY] = Reliability(config)
     app[LIMITS] = Limits.from_config(config.providers)

@@ -256,6 +256,8 @@ class CanonicalLine(
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
     audio_seconds: float | None = None
+    # USD, when the model has a price (proxy/pricing.py).
+    cost_usd: float | None = None
     timestamp: str = ""
 
 
