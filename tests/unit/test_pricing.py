@@ -27,6 +27,7 @@ def test_shipped_table_parses_with_a_date_and_complete_entries() -> None:
         assert models, provider
         for model, price in models.items():
             assert model == model.lower(), model
+            assert model_candidates(model)[0] == model, model
             assert price.input >= 0, (provider, model)
             assert price.output >= 0, (provider, model)
             if price.cached_input is not None:
@@ -59,6 +60,8 @@ def test_table_rejects_entries_without_required_prices() -> None:
         ("bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
         ("bedrock", "us.anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5"),
         ("bedrock", "us.amazon.nova-pro-v1:0", "nova-pro"),
+        ("groq", "openai/gpt-oss-120b", "openai/gpt-oss-120b"),
+        ("xai", "grok-4-latest", "grok-4"),
     ],
 )
 def test_dated_and_versioned_ids_find_the_model_price(
