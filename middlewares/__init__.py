@@ -12,7 +12,8 @@ Contract (which keys each reads and writes; all keys live in ``proxy.keys``):
 - ``decode`` reads the body once and writes ``BODY`` (an ``Inbound``); bad input is a 400 whose
   ``param`` is the JSON path at fault.
 - ``usage`` reads ``OUTCOME.usage`` after the handler, in a ``finally`` (so streams cut by a client
-  disconnect are accounted), and turns it into the accounting fields of the canonical line.
+  disconnect are accounted), and turns it into the accounting fields of the canonical line,
+  ``cost_usd`` included when the model has a price (else a ``no_price`` warning, once per model).
 - ``fallback`` resolves ``BODY.model`` and ``BODY.fallbacks`` into targets and writes ``TARGET``
   before each handler call; one handler call is one upstream attempt. It moves on only on a
   ``GatewayError`` whose ``allow_fallback`` is true, which the terminal handler raises only before
@@ -35,6 +36,7 @@ from middlewares.usage import usage_middleware
 from proxy.config import GatewayConfig
 from proxy.logging import RequestLine
 from proxy.metrics import Metrics
+from proxy.pricing import Pricing
 
 __all__ = ["build_chain"]
 
@@ -45,13 +47,14 @@ def build_chain(
     debug: bool = False,
     request_line: RequestLine | None = None,
     metrics: Metrics | None = None,
+    pricing: Pricing | None = None,
 ) -> list[Middleware]:
     chain = [
         errors_middleware(max_body_bytes=config.server.max_body_bytes, debug=debug),
         request_context_middleware(request_line, metrics),
         auth_middleware(master_key=config.auth.master_key),
         decode_middleware(),
-        usage_middleware(),
+        usage_middleware(pricing or Pricing(config)),
         fallback_middleware(),
     ]
     return [m for m in chain if m is not None]

@@ -12,10 +12,11 @@ from middlewares import build_chain
 from providers._upstream import HTTP_SESSION, Upstream, open_session
 from providers.registry import PROVIDERS, build_registry
 from proxy.config import GatewayConfig
-from proxy.keys import CONFIG, DIRECTORY, DRAINING, LIMITS, RELIABILITY, STORE
+from proxy.keys import CONFIG, DIRECTORY, DRAINING, LIMITS, PRICING, RELIABILITY, STORE
 from proxy.limits import Limits
 from proxy.logging import RequestLine
 from proxy.metrics import METRICS, Metrics
+from proxy.pricing import Pricing
 from proxy.reliability import Reliability
 from proxy.respond.handlers import BACKGROUND
 from proxy.respond.worker import BackgroundWorker
@@ -35,11 +36,15 @@ def create_app(
 ) -> web.Application:
     """The gateway app; ``request_line`` writes the canonical log line (default: structlog)."""
     metrics = Metrics.from_environ()
+    pricing = Pricing(config)
     app = web.Application(
-        middlewares=build_chain(config, debug=debug, request_line=request_line, metrics=metrics),
+        middlewares=build_chain(
+            config, debug=debug, request_line=request_line, metrics=metrics, pricing=pricing
+        ),
         client_max_size=config.server.max_body_bytes,
     )
     app[CONFIG] = config
+    app[PRICING] = pricing
     app[DRAINING] = asyncio.Event()
     app[RELIABILITY] = Reliability(config)
     app[LIMITS] = Limits.from_config(config.providers)

@@ -27,6 +27,7 @@ __all__ = [
     "GatewayConfig",
     "KeyConfig",
     "LoggingConfig",
+    "ModelPrice",
     "ProviderConfig",
     "ServerConfig",
     "StoreConfig",
@@ -170,6 +171,20 @@ class ProviderConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=T
     credentials: dict[str, str] = {}
 
 
+_Price = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class ModelPrice(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A model's prices in USD per million tokens. ``cached_input`` (prompt tokens read from the
+    provider's cache) defaults to ``input``; ``reasoning`` (completion tokens spent thinking)
+    to ``output``."""
+
+    input: _Price
+    output: _Price
+    cached_input: _Price | None = None
+    reasoning: _Price | None = None
+
+
 class RouteTarget(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     model: str  # provider/model
     weight: _Positive = 1.0
@@ -201,6 +216,8 @@ class GatewayConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     store: StoreConfig = StoreConfig()
     providers: dict[str, ProviderConfig] = {}
     routes: dict[str, RouteConfig] = {}
+    # ``provider/model`` -> its prices, over the price table shipped with the gateway.
+    pricing: dict[str, ModelPrice] = {}
     # Where the configuration came from, for messages; not a key of the file.
     source: str = "<defaults>"
 
@@ -260,9 +277,14 @@ def _name_provider(
     document: dict[str, Any], exc: msgspec.ValidationError
 ) -> msgspec.ValidationError:
     """msgspec reports an error inside a mapping's value as ``$.providers[...]``; find which
-    provider (or route) it was by checking each alone, so the message can say
+    provider (or route, or price) it was by checking each alone, so the message can say
     ``$.providers.openai``."""
-    for section, kind in (("providers", ProviderConfig), ("routes", RouteConfig)):
+    sections: tuple[tuple[str, type[_Frozen]], ...] = (
+        ("providers", ProviderConfig),
+        ("routes", RouteConfig),
+        ("pricing", ModelPrice),
+    )
+    for section, kind in sections:
         if f"`$.{section}[...]" not in str(exc) or not isinstance(document.get(section), dict):
             continue
         for name, value in document[section].items():
@@ -339,6 +361,12 @@ def _check(config: GatewayConfig) -> None:
                 raise ConfigError(f"{at}.keys[{i}].weight: expected a positive number")
     for name, route in config.routes.items():
         _check_route(config, name, route)
+    for priced in config.pricing:
+        owner, sep, model = priced.partition("/")
+        if not sep or not owner or not model:
+            raise ConfigError(
+                f"{where}: at $.pricing: expected `provider/model` keys, got `{priced}`"
+            )
 
 
 def _check_route(config: GatewayConfig, name: str, route: RouteConfig) -> None:

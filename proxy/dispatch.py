@@ -24,12 +24,14 @@ from proxy.keys import (
     CONFIG,
     LIMITS,
     OUTCOME,
+    PRICING,
     REQUEST_ID,
     TARGET,
     AttemptState,
     Outcome,
 )
 from proxy.operations import OPERATIONS, Inbound, Target
+from proxy.pricing import Pricing
 from proxy.schemas.common import BilledUsage, ExtraFields
 from proxy.schemas.errors import ErrorBody, ErrorEnvelope
 from proxy.sse import DONE, KeepAlive, event, event_batch, open_event_stream
@@ -96,7 +98,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
                 attempt.key = call.key
         headers = _headers(call, outcome)
         if isinstance(reply, JSONReply):
-            return _json_response(call, reply, headers, outcome)
+            return _json_response(call, reply, headers, outcome, request.app[PRICING])
         if isinstance(reply, EventStream):
             return await _event_stream(request, call, reply, headers, outcome)
         return await _byte_stream(request, reply, headers, outcome)
@@ -229,7 +231,7 @@ async def _hedged(request: web.Request, attempt: AttemptState) -> web.StreamResp
         headers = _headers(call, outcome)
         reply = winner.reply
         if isinstance(reply, JSONReply):
-            return _json_response(call, reply, headers, outcome)
+            return _json_response(call, reply, headers, outcome, request.app[PRICING])
         if isinstance(reply, EventStream):
             return await _event_stream(request, call, reply, headers, outcome, first=winner.first)
         return await _byte_stream(request, reply, headers, outcome)
@@ -243,9 +245,11 @@ def extra_fields(
     usage: BilledUsage | None,
     latency: float,
     attempts: int = 1,
+    cost_usd: float | None = None,
 ) -> ExtraFields:
     """What a response says of how the gateway served it (``extra_fields``)."""
     return ExtraFields(
+        cost_usd=msgspec.UNSET if cost_usd is None else cost_usd,
         attempts=attempts,
         provider=target.provider,
         request_type=inbound.op.name,
@@ -258,9 +262,11 @@ def extra_fields(
 
 
 def _extra_fields(
-    call: Call, usage: BilledUsage | None, latency: float, outcome: Outcome
+    call: Call, usage: BilledUsage | None, latency: float, outcome: Outcome, pricing: Pricing
 ) -> ExtraFields:
-    return extra_fields(call.inbound, call.target, usage, latency, outcome.attempts)
+    target = call.target
+    cost = None if usage is None else pricing.cost_usd(target.provider, target.model, usage)
+    return extra_fields(call.inbound, target, usage, latency, outcome.attempts, cost)
 
 
 def error_envelope(exc: GatewayError) -> ErrorEnvelope:
@@ -270,11 +276,11 @@ def error_envelope(exc: GatewayError) -> ErrorEnvelope:
 
 
 def _json_response(
-    call: Call, reply: JSONReply, headers: dict[str, str], outcome: Outcome
+    call: Call, reply: JSONReply, headers: dict[str, str], outcome: Outcome, pricing: Pricing
 ) -> web.Response:
     outcome.usage = reply.usage
     latency = outcome.elapsed_ms()
-    extra = _extra_fields(call, reply.usage, latency, outcome)
+    extra = _extra_fields(call, reply.usage, latency, outcome, pricing)
     if call.raw_response:
         extra.raw_response = msgspec.Raw(reply.raw if reply.raw is not None else reply.body)
     headers["x-thruway-latency-ms"] = f"{latency:.3f}"
@@ -324,7 +330,9 @@ async def _event_stream(
         while batch is not None:
             if not spliced and stream.usage is not None:
                 # The usage arrived with this batch: it ends with the usage chunk.
-                extra = _extra_fields(call, stream.usage, outcome.elapsed_ms(), outcome)
+                extra = _extra_fields(
+                    call, stream.usage, outcome.elapsed_ms(), outcome, request.app[PRICING]
+                )
                 batch[-1] = splice_extra_fields(batch[-1], _encode(extra))
                 spliced = True
             await response.write(event_batch(batch))

@@ -17,6 +17,7 @@ from aiohttp import web
 from proxy.config import GatewayConfig
 from proxy.limits import Limits
 from proxy.operations import Inbound, Target
+from proxy.pricing import Pricing
 from proxy.reliability import Reliability
 from proxy.schemas.common import BilledUsage
 from proxy.store.base import Store
@@ -30,6 +31,7 @@ __all__ = [
     "LIMITS",
     "OUTCOME",
     "OWNER",
+    "PRICING",
     "RELIABILITY",
     "REQUEST_ID",
     "STORE",
@@ -77,6 +79,8 @@ DRAINING = web.AppKey("draining", asyncio.Event)
 DIRECTORY = web.AppKey("directory", Directory)
 # Each provider's bounded load (``max_in_flight``, ``max_queue``) and its count in flight.
 LIMITS = web.AppKey("limits", Limits)
+# Each model's price (the shipped table and the config's overrides), for costs.
+PRICING = web.AppKey("pricing", Pricing)
 # The durable store (stored responses, background jobs, conversations), opened at start-up.
 STORE = web.AppKey("store", Store)
 

@@ -256,6 +256,11 @@ class CanonicalLine(
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
     audio_seconds: float | None = None
+    # USD, when the model has a price (proxy/pricing.py).
+    cost_usd: float | None = None
+    # A hedged request's losing attempt, when it had finished with usage before it was closed.
+    hedge_loser_input_tokens: int | None = None
+    hedge_loser_output_tokens: int | None = None
     timestamp: str = ""
 
 

@@ -75,4 +75,6 @@ class ExtraFields(msgspec.Struct):
     fallback_index: int
     # Attempts made for this request, retries and fallbacks included (1: the first worked).
     attempts: int = 1
+    # USD, from the gateway's price table; absent when the model has no known price.
+    cost_usd: float | UnsetType = UNSET
     raw_response: msgspec.Raw | UnsetType = UNSET

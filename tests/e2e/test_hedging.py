@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from providers.base import Call, JSONReply
+from proxy.config import ProviderConfig
+from proxy.dispatch import _Started
+from proxy.keys import LIMITS, Outcome
+from proxy.limits import Limits
+from proxy.logging import CanonicalLine
+from proxy.operations import CHAT, Inbound, Target
+from proxy.schemas.common import BilledUsage
 from tests.conftest import Gateway, MakeGateway
 from tests.fakes.openai import Behavior, FakeOpenAI
 
@@ -106,3 +115,25 @@ async def test_when_both_racers_fail_the_route_fallback_answers(
     assert raw.headers["x-thruway-provider"] == "c"
     # b lost its race: it is not tried a second time as a fallback.
     assert (len(a.requests), len(b.requests), len(c.requests)) == (1, 1, 1)
+
+
+async def test_a_finished_losers_usage_goes_to_the_log_line() -> None:
+    """A loser that had finished with usage is closed and its tokens logged: fields the
+    canonical line has (an unknown one would break the line, and the request with it)."""
+    call = Call(
+        inbound=Inbound(op=CHAT, typed=None, model="a/m", fallbacks=[]),
+        target=Target("a", "m"),
+        request_id="r",
+    )
+    reply = JSONReply(body=b"{}", usage=BilledUsage(prompt_tokens=12, completion_tokens=5))
+    limits = Limits.from_config({"a": ProviderConfig()})
+    since = limits["a"].enter()
+    assert since is not None
+    request = SimpleNamespace(app={LIMITS: limits})
+    outcome = Outcome()
+    await _Started(call, reply, since, None).discard(request, outcome)  # type: ignore[arg-type]
+    line = CanonicalLine(
+        request_id="r", method="POST", path="/", status=200, level="info", **outcome.log_fields
+    )
+    assert (line.hedge_loser_input_tokens, line.hedge_loser_output_tokens) == (12, 5)
+    assert limits.in_flight("a") == 0
