@@ -49,7 +49,6 @@ def create_app(
     app[RELIABILITY] = Reliability(config)
     app[LIMITS] = Limits.from_config(config.providers)
     app[METRICS] = metrics
-    app.on_response_prepare.append(metrics.on_response_prepare)
     setup_routes(app)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

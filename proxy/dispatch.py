@@ -30,6 +30,7 @@ from proxy.keys import (
     AttemptState,
     Outcome,
 )
+from proxy.metrics import METRICS
 from proxy.operations import OPERATIONS, Inbound, Target
 from proxy.pricing import Pricing
 from proxy.schemas.common import BilledUsage, ExtraFields
@@ -322,6 +323,7 @@ async def _event_stream(
         await stream.aclose()
         outcome.usage = stream.usage
         raise
+    request.app[METRICS].stream_opened(request)
     keepalive = KeepAlive(response, request.app[CONFIG].streaming.keepalive_interval_s)
     # Only a client that asked for usage gets the usage chunk, and extra_fields with it.
     spliced = not call.inbound.wants_usage
@@ -376,6 +378,7 @@ async def _byte_stream(
     except BaseException:
         await stream.aclose()
         raise
+    request.app[METRICS].stream_opened(request)
     try:
         async for chunk in stream.chunks:
             if outcome.ttfb_ms is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from bisect import bisect_left
 
 from aiohttp import web
 from prometheus_client import (
@@ -25,7 +26,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from proxy.keys import OUTCOME, Outcome
+from proxy.keys import Outcome
 
 __all__ = ["CONTENT_TYPE", "METRICS", "MULTIPROC_DIR", "REJECTIONS", "Metrics"]
 
@@ -48,19 +49,33 @@ _TTFB_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 _MAX_SERIES = 2000
 _OVERFLOW_MODEL = "other"
 _STREAM_OPEN = web.RequestKey("metrics_stream_open", bool)
+# How often counted values are handed to prometheus_client (and a scrape flushes first).
+_FLUSH_S = 1.0
 
 
 class _Series:
-    """The children of one (provider, model, status, request type)."""
+    """The children of one (provider, model, status, request type), and what this process
+    counted for them since the last flush (plain numbers: prometheus_client takes a lock on
+    every update, which cost more than the rest of a request's accounting)."""
 
     __slots__ = (
         "cached",
+        "d_counts",
+        "d_sum",
         "duration",
         "input",
+        "n",
+        "n_cached",
+        "n_input",
+        "n_output",
+        "n_reasoning",
+        "n_success",
         "output",
         "reasoning",
         "requests",
         "success",
+        "t_counts",
+        "t_sum",
         "ttfb",
     )
 
@@ -74,6 +89,43 @@ class _Series:
         self.cached = tokens.labels(provider, model, "cached")
         self.reasoning = tokens.labels(provider, model, "reasoning")
         self.success = m.attempts.labels(provider, "success") if provider else None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.n = self.n_input = self.n_output = self.n_cached = self.n_reasoning = 0
+        self.n_success = 0
+        self.d_sum = self.t_sum = 0.0
+        self.d_counts = [0] * (len(_DURATION_BUCKETS) + 1)
+        self.t_counts = [0] * (len(_TTFB_BUCKETS) + 1)
+
+    def flush(self) -> None:
+        """Hand what was counted to prometheus_client (one update per value, not per request)."""
+        if self.n:
+            self.requests.inc(self.n)
+            _add_histogram(self.duration, self.d_counts, self.d_sum)
+            if self.t_sum or any(self.t_counts):
+                _add_histogram(self.ttfb, self.t_counts, self.t_sum)
+            for child, n in (
+                (self.input, self.n_input),
+                (self.output, self.n_output),
+                (self.cached, self.n_cached),
+                (self.reasoning, self.n_reasoning),
+            ):
+                if n:
+                    child.inc(n)
+            if self.n_success and self.success is not None:
+                self.success.inc(self.n_success)
+        self._reset()
+
+
+def _add_histogram(child: Histogram, counts: list[int], total: float) -> None:
+    """Observations counted per bucket, added to a histogram child at once (its per-bucket
+    values are what ``observe`` increments)."""
+    buckets = child._buckets
+    for i, n in enumerate(counts):
+        if n:
+            buckets[i].inc(n)
+    child._sum.inc(total)
 
 
 class Metrics:
@@ -134,11 +186,14 @@ class Metrics:
             registry=r,
         )
         self._series: dict[tuple[str, str, int, str], _Series] = {}
-        self._in_flight_inc = self.in_flight.inc
-        self._in_flight_dec = self.in_flight.dec
+        self._dirty: dict[tuple[str, str, int, str], _Series] = {}
+        self._live = 0  # requests in flight
+        self._streams = 0  # streamed responses open
+        self._handle: asyncio.TimerHandle | None = None
 
     def started(self) -> None:
-        self._in_flight_inc()
+        self._live += 1
+        self._schedule()
 
     def finished(
         self,
@@ -149,34 +204,53 @@ class Metrics:
         error_type: str | None,
     ) -> None:
         """Account one request that ``started``: called once, after its response ended."""
-        self._in_flight_dec()
+        self._live -= 1
         if request.get(_STREAM_OPEN):
-            self.open_streams.dec()
+            self._streams -= 1
         key = (outcome.provider, outcome.model, status, request_type)
         series = self._series.get(key) or self._new_series(key)
-        series.requests.inc()
-        series.duration.observe(outcome.elapsed_ms() / 1000)
+        series.n += 1
+        seconds = outcome.elapsed_ms() / 1000
+        series.d_sum += seconds
+        series.d_counts[bisect_left(_DURATION_BUCKETS, seconds)] += 1
         if outcome.stream and outcome.ttfb_ms is not None:
-            series.ttfb.observe(outcome.ttfb_ms / 1000)
+            ttfb = outcome.ttfb_ms / 1000
+            series.t_sum += ttfb
+            series.t_counts[bisect_left(_TTFB_BUCKETS, ttfb)] += 1
         billed = outcome.usage
         if billed is not None:
-            series.input.inc(billed.prompt_tokens)
-            series.output.inc(billed.completion_tokens)
-            if billed.cached_tokens:
-                series.cached.inc(billed.cached_tokens)
-            if billed.reasoning_tokens:
-                series.reasoning.inc(billed.reasoning_tokens)
+            series.n_input += billed.prompt_tokens
+            series.n_output += billed.completion_tokens
+            series.n_cached += billed.cached_tokens
+            series.n_reasoning += billed.reasoning_tokens
+        self._dirty[key] = series
+        if self._handle is None:
+            self._schedule()
         if outcome.failures:
             self._failed_attempts(outcome.failures)
-        if status < 400 and series.success is not None:
-            series.success.inc()
+        if status < 400:
+            series.n_success += 1
         elif error_type in REJECTIONS:
             self.rejections.labels(error_type).inc()
+
+    def flush(self) -> None:
+        """Everything counted since the last flush, to prometheus_client (every second, and
+        before each scrape)."""
+        self._handle = None
+        dirty, self._dirty = self._dirty, {}
+        for series in dirty.values():
+            series.flush()
+        self.in_flight.set(self._live)
+        self.open_streams.set(self._streams)
+
+    def _schedule(self) -> None:
+        if self._handle is None:
+            self._handle = asyncio.get_running_loop().call_later(_FLUSH_S, self.flush)
 
     def finished_other(self, request: web.Request, error_type: str | None) -> None:
         """Account a request outside the routes that have a request type (no ``started``)."""
         if request.get(_STREAM_OPEN):
-            self.open_streams.dec()
+            self._streams -= 1
         if error_type in REJECTIONS:
             self.rejections.labels(error_type).inc()
 
@@ -199,14 +273,16 @@ class Metrics:
             provider = label.partition("/")[0]
             self.attempts.labels(provider, kind if kind in _SKIPPED else status).inc()
 
-    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
-        """Count a streamed response as open when its headers go out."""
-        if type(response) is web.StreamResponse and OUTCOME in request:
-            request[_STREAM_OPEN] = True
-            self.open_streams.inc()
+    def stream_opened(self, request: web.Request) -> None:
+        """Count a streamed response as open once its headers went out (the terminal handlers
+        call it: a signal on every response would cost every request)."""
+        request[_STREAM_OPEN] = True
+        self._streams += 1
 
     async def render(self) -> bytes:
-        """The text exposition format; with workers, summed over every worker's files."""
+        """The text exposition format; with workers, summed over every worker's files (each
+        worker's values as of its last flush, at most a second old)."""
+        self.flush()
         if self._dir is None:
             return generate_latest(self.registry)
         # Reading every worker's files is blocking I/O: off the event loop.

@@ -31,6 +31,7 @@ from proxy.keys import (
     TARGET,
     Outcome,
 )
+from proxy.metrics import METRICS
 from proxy.respond.prepare import (
     Prepared,
     items_json,
@@ -167,6 +168,7 @@ async def _stream(request: web.Request, prep: Prepared) -> web.StreamResponse:
         await run.aclose()
         outcome.usage = run.usage
         raise
+    request.app[METRICS].stream_opened(request)
     keepalive = KeepAlive(response, request.app[CONFIG].streaming.keepalive_interval_s)
     final = None
     try:
@@ -251,6 +253,7 @@ async def _follow(request: web.Request, response_id: str, after: int) -> web.Str
     worker = request.app[BACKGROUND]
     poll = min(request.app[CONFIG].store.poll_interval_s, 0.25)
     response = await open_event_stream(request, {"x-request-id": request[REQUEST_ID]})
+    request.app[METRICS].stream_opened(request)
     keepalive = KeepAlive(response, request.app[CONFIG].streaming.keepalive_interval_s)
     try:
         while True:

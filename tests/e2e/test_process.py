@@ -641,6 +641,8 @@ async def test_metrics_sum_over_workers(tmp_path: Path, fake: FakeOpenAI) -> Non
         for i in range(20):
             assert 200 == (await _post(session, gw.url, f"m-{i}", None))[0]
         served = _upstream_connections(started, urlsplit(fake.base_url).port or 0)
+        # Each worker hands its counts to the shared files at most a second after a request.
+        await asyncio.sleep(1.3)
         totals = [await _served_total(session, gw.url) for _ in range(6)]
         killed = min(started)
         assert f"gauge_livesum_{killed}.db" in os.listdir(directory)
