@@ -26,12 +26,14 @@ from proxy.keys import (
     LIMITS,
     OUTCOME,
     OWNER,
+    PRICING,
     REQUEST_ID,
     STORE,
     TARGET,
     Outcome,
 )
 from proxy.metrics import METRICS
+from proxy.operations import Target
 from proxy.respond.prepare import (
     Prepared,
     items_json,
@@ -149,7 +151,14 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         got = await answer(provider, prep, target, _attempt(request))
     outcome.usage = got.usage
     await save_response(request.app[STORE], prep, got.response, stream=False)
-    extra = extra_fields(request[BODY], target, got.usage, outcome.elapsed_ms(), outcome.attempts)
+    extra = extra_fields(
+        request[BODY],
+        target,
+        got.usage,
+        outcome.elapsed_ms(),
+        outcome.attempts,
+        _cost(request, target, got.usage),
+    )
     if got.raw is not None:
         extra.raw_response = msgspec.Raw(got.raw)
     body = splice_extra_fields(_encode(got.response), _encode(extra))
@@ -206,14 +215,26 @@ async def _stream(request: web.Request, prep: Prepared) -> web.StreamResponse:
     return response
 
 
+def _cost(request: web.Request, target: Target, usage: BilledUsage | None) -> float | None:
+    if usage is None:
+        return None
+    return request.app[PRICING].cost_usd(target.provider, target.model, usage)
+
+
 def _with_extra(
     request: web.Request, batch: list[Frame], usage: BilledUsage | None, outcome: Outcome
 ) -> bytes:
     """The batch as SSE; the terminal event also carries ``extra_fields``."""
     last = batch[-1]
     if last.type in TERMINAL_EVENTS:
+        target = request[TARGET]
         extra = extra_fields(
-            request[BODY], request[TARGET], usage, outcome.elapsed_ms(), outcome.attempts
+            request[BODY],
+            target,
+            usage,
+            outcome.elapsed_ms(),
+            outcome.attempts,
+            _cost(request, target, usage),
         )
         batch = [*batch[:-1], last._replace(data=splice_extra_fields(last.data, _encode(extra)))]
     return frame_bytes(batch)

@@ -733,3 +733,17 @@ async def test_reasoning_streams_as_a_summary_and_goes_back_next_turn(env: Env) 
     body = json.dumps(env.up.fake.requests[-1].json)
     # The signed reasoning went back with the tool call (fakes refuse a turn without it).
     assert "sig-fake-0001" in body or "thoughtSignature" in body
+
+
+async def test_cost_is_in_extra_fields(env: Env) -> None:
+    """A priced model's Responses answer, whole or streamed, says what it cost."""
+    if env.up.name != "openai":
+        pytest.skip("the fake OpenAI's model is the one with a price in the shipped table")
+    resp = await env.sdk.responses.create(model=env.model, input="Hi")
+    extra = (resp.model_extra or {})["extra_fields"]
+    assert extra["cost_usd"] > 0
+    stream = await env.sdk.responses.create(model=env.model, input="Hi", stream=True)
+    events = [event async for event in stream]
+    last = events[-1]
+    assert last.type == "response.completed"
+    assert (last.model_extra or {})["extra_fields"]["cost_usd"] > 0
