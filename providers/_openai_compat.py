@@ -10,7 +10,7 @@ OpenAI and Azure also serve, has its own rules (``_openai_responses``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Literal
 
 import aiohttp
@@ -122,6 +122,13 @@ class _ModelListView(msgspec.Struct):
 
 _encode = msgspec.json.Encoder().encode
 _usage_view = msgspec.json.Decoder(_UsageView).decode
+
+
+def _chat_usage(data: bytes) -> BilledUsage | None:
+    usage = _usage_view(data).usage
+    return BilledUsage.from_usage(usage) if usage else None
+
+
 _chunk_view = msgspec.json.Decoder(_ChunkView).decode
 _transcription_view = msgspec.json.Decoder(_TranscriptionView).decode
 _model_list = msgspec.json.Decoder(_ModelListView).decode
@@ -318,7 +325,15 @@ class OpenAICompatProvider:
             out.pop("stream_options", None)
         return _encode(out)
 
-    async def _json(self, url: str, body: bytes, key: int, cap: float | None) -> JSONReply:
+    async def _json(
+        self,
+        url: str,
+        body: bytes,
+        key: int,
+        cap: float | None,
+        usage_of: Callable[[bytes], BilledUsage | None] | None = None,
+    ) -> JSONReply:
+        """POST and read a JSON answer; ``usage_of`` reads its usage (default: chat's)."""
         timeout = self._timeouts.json(cap)
         resp = await self._post(url, body, key, timeout)
         try:
@@ -327,12 +342,10 @@ class OpenAICompatProvider:
         finally:
             resp.release()
         try:
-            usage = _usage_view(data).usage
+            usage = (usage_of or _chat_usage)(data)
         except msgspec.DecodeError as exc:
             raise self._not_json("response") from exc
-        return JSONReply(
-            body=data, usage=BilledUsage.from_usage(usage) if usage else None, headers=headers
-        )
+        return JSONReply(body=data, usage=usage, headers=headers)
 
     async def _respond(self, call: Call, url: str, key: int, model: str) -> Reply:
         """``POST /responses``: only a provider whose spec lists the operation gets here, and

@@ -22,7 +22,7 @@ import msgspec
 from providers._openai_compat import INPUT_TOKENS, OpenAICompatProvider, map_error
 from providers._sse import SSEParser
 from providers._upstream import StreamAttempt, Upstream, forwardable_headers
-from providers.base import Call, EventStream, JSONReply, Reply
+from providers.base import Call, EventStream, Reply
 from proxy.errors import UpstreamError
 from proxy.operations import GATEWAY_FIELDS
 from proxy.schemas.common import BilledUsage
@@ -105,6 +105,11 @@ _count = msgspec.json.Decoder(_Count).decode
 _options = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 
+def _responses_usage(data: bytes) -> BilledUsage | None:
+    usage = _response_view(data).usage
+    return billed(usage) if usage else None
+
+
 def billed(usage: _ResponseUsage) -> BilledUsage:
     """A Responses ``usage`` object in the gateway's accounting terms."""
     cached = usage.input_tokens_details.cached_tokens if usage.input_tokens_details else 0
@@ -161,18 +166,7 @@ class ResponsesProvider(OpenAICompatProvider):
                 close=guard.close,
                 headers=forwardable_headers(resp.headers),
             )
-        timeout = self._timeouts.json(call.timeout_s)
-        resp = await self._post(url, body, key, timeout)
-        try:
-            data = await Upstream.read(resp, self.name, timeout)
-            headers = forwardable_headers(resp.headers)
-        finally:
-            resp.release()
-        try:
-            usage = _response_view(data).usage
-        except msgspec.DecodeError as exc:
-            raise self._not_json("response") from exc
-        return JSONReply(body=data, usage=billed(usage) if usage else None, headers=headers)
+        return await self._json(url, body, key, call.timeout_s, _responses_usage)
 
     async def count_tokens(self, call: Call) -> int:
         """``input_tokens`` of ``POST /responses/input_tokens`` for the request's fields that

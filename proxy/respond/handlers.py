@@ -16,6 +16,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
+from middlewares.decode import decode_body
 from providers.registry import PROVIDERS
 from proxy.dispatch import extra_fields, splice_extra_fields
 from proxy.errors import GatewayError, InvalidRequestError, NotFoundError, UpstreamError
@@ -395,19 +396,6 @@ async def count_tokens(request: web.Request) -> web.Response:
 # --- conversations --------------------------------------------------------------------------
 
 
-def _decode(decoder: object, body: bytes) -> object:
-    if not body.strip():
-        raise InvalidRequestError("The request body is empty; expected a JSON object.")
-    try:
-        return decoder.decode(body)  # type: ignore[attr-defined]
-    except msgspec.ValidationError as exc:
-        message, _, where = str(exc).rpartition(" - at ")
-        param = where.strip("`").removeprefix("$").lstrip(".") or None
-        raise InvalidRequestError(f"Invalid request body: {message or exc}", param=param) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
-
-
 class _MetadataUpdate(msgspec.Struct, forbid_unknown_fields=True):
     metadata: dict[str, str]
 
@@ -417,7 +405,7 @@ _METADATA_UPDATE = msgspec.json.Decoder(_MetadataUpdate)
 
 async def create_conversation(request: web.Request) -> web.Response:
     body = await request.read()
-    create = _decode(CONVERSATION_CREATE_DECODER, body) if body.strip() else None
+    create = decode_body(CONVERSATION_CREATE_DECODER.decode, body) if body.strip() else None
     items = list(getattr(create, "items", None) or [])
     metadata = getattr(create, "metadata", None) or {}
     if len(items) > 20:
@@ -447,7 +435,7 @@ async def get_conversation(request: web.Request) -> web.Response:
 
 
 async def update_conversation(request: web.Request) -> web.Response:
-    update = _decode(_METADATA_UPDATE, await request.read())
+    update = decode_body(_METADATA_UPDATE.decode, await request.read())
     assert isinstance(update, _MetadataUpdate)
     cid = request.match_info["conversation_id"]
     if not await request.app[STORE].update_conversation(
@@ -476,7 +464,7 @@ async def list_conversation_items(request: web.Request) -> web.Response:
 
 
 async def add_conversation_items(request: web.Request) -> web.Response:
-    create = _decode(ITEMS_CREATE_DECODER, await request.read())
+    create = decode_body(ITEMS_CREATE_DECODER.decode, await request.read())
     items = stored_items(getattr(create, "items", []))
     cid = request.match_info["conversation_id"]
     pairs = items_json(items)

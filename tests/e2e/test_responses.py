@@ -747,3 +747,13 @@ async def test_cost_is_in_extra_fields(env: Env) -> None:
     last = events[-1]
     assert last.type == "response.completed"
     assert (last.model_extra or {})["extra_fields"]["cost_usd"] > 0
+
+
+async def test_bad_conversation_input_names_the_field(env: Env) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await env.sdk.conversations.create(items=[{"role": "wizard", "content": "x"}])  # type: ignore[list-item]
+    body: Any = caught.value.body
+    assert body["param"] == "items[0].role"
+    with pytest.raises(openai.BadRequestError) as caught:
+        await env.sdk.conversations.update("conv_x", metadata="nope")  # type: ignore[arg-type]
+    assert (caught.value.body or {})["param"] == "metadata"  # type: ignore[index]
