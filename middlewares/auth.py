@@ -21,13 +21,14 @@ def owner_of_key(key: str) -> str:
 
 
 def presented_key(request: web.Request) -> str | None:
-    """The key a client sent, as ``Authorization: Bearer`` (OpenAI SDKs) or ``x-api-key``."""
+    """The key a client sent: ``Authorization: Bearer`` (OpenAI SDKs, some Anthropic SDK
+    versions), ``x-api-key`` (Anthropic SDKs) or ``x-goog-api-key`` (Google GenAI SDKs)."""
     header = request.headers.get("Authorization")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    return request.headers.get("x-api-key") or None
+    return request.headers.get("x-api-key") or request.headers.get("x-goog-api-key") or None
 
 
 def auth_middleware(*, master_key: str) -> Middleware | None:

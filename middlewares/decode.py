@@ -141,7 +141,9 @@ def decode_middleware() -> Middleware:
         op = operation_of(request)
         if op is None or op.body == "none":
             return await handler(request)
-        if op.body == "json":
+        if op.decode is not None:
+            inbound = op.decode(request, await request.read())
+        elif op.body == "json":
             inbound = _decode_json(await request.read(), op)
         else:
             inbound = await _decode_multipart(request, op)

@@ -17,6 +17,7 @@ from proxy.errors import (
     PayloadTooLargeError,
 )
 from proxy.keys import REQUEST_ID
+from proxy.operations import operation_of
 from proxy.schemas.errors import ErrorBody, ErrorEnvelope
 
 __all__ = ["errors_middleware", "render_error"]
@@ -25,8 +26,28 @@ log = structlog.get_logger("thruway.errors")
 _encode = msgspec.json.Encoder().encode
 
 
-def render_error(error: GatewayError, request_id: str | None = None) -> web.Response:
-    body = _encode(
+def render_error(
+    error: GatewayError, request_id: str | None = None, request: web.Request | None = None
+) -> web.Response:
+    """The unified error body, or the route's own dialect when its operation renders errors."""
+    op = operation_of(request) if request is not None else None
+    if op is not None and op.render_error is not None:
+        body = op.render_error(error)
+    else:
+        body = _unified(error)
+    response = web.Response(
+        status=error.status,
+        body=body,
+        content_type="application/json",
+        headers=error.headers,
+    )
+    if request_id is not None:
+        response.headers["x-request-id"] = request_id
+    return response
+
+
+def _unified(error: GatewayError) -> bytes:
+    return _encode(
         ErrorEnvelope(
             ErrorBody(
                 message=error.message,
@@ -37,15 +58,6 @@ def render_error(error: GatewayError, request_id: str | None = None) -> web.Resp
             )
         )
     )
-    response = web.Response(
-        status=error.status,
-        body=body,
-        content_type="application/json",
-        headers=error.headers,
-    )
-    if request_id is not None:
-        response.headers["x-request-id"] = request_id
-    return response
 
 
 def _from_http(exc: web.HTTPException, request: web.Request, limit: int) -> GatewayError:
@@ -76,11 +88,13 @@ def errors_middleware(*, max_body_bytes: int, debug: bool = False) -> Middleware
         try:
             return await handler(request)
         except GatewayError as exc:
-            return render_error(exc, request.get(REQUEST_ID))
+            return render_error(exc, request.get(REQUEST_ID), request)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return render_error(_from_http(exc, request, max_body_bytes), request.get(REQUEST_ID))
+            return render_error(
+                _from_http(exc, request, max_body_bytes), request.get(REQUEST_ID), request
+            )
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as exc:
@@ -95,7 +109,9 @@ def errors_middleware(*, max_body_bytes: int, debug: bool = False) -> Middleware
                 exc_info=exc if debug else None,
             )
             return render_error(
-                GatewayError("The gateway failed to handle the request."), request.get(REQUEST_ID)
+                GatewayError("The gateway failed to handle the request."),
+                request.get(REQUEST_ID),
+                request,
             )
 
     return errors

@@ -66,7 +66,7 @@ def splice_extra_fields(body: bytes, extra: bytes) -> bytes:
 
 
 def _model_params(inbound: Inbound) -> msgspec.Raw:
-    skip = _NOT_PARAMS[inbound.op.name]
+    skip = _NOT_PARAMS.get(inbound.op.name) or inbound.op.not_params
     if inbound.raw is not None:
         params = {k: v for k, v in inbound.raw.items() if k not in skip}
         return msgspec.Raw(_encode(params)) if params else _EMPTY

@@ -32,6 +32,7 @@ __all__ = [
     "OUTCOME",
     "OWNER",
     "PRICING",
+    "PRINCIPAL",
     "RELIABILITY",
     "REQUEST_ID",
     "STORE",
@@ -39,6 +40,7 @@ __all__ = [
     "AttemptState",
     "Directory",
     "Outcome",
+    "Principal",
 ]
 
 
@@ -72,6 +74,15 @@ class Outcome(msgspec.Struct):
         return round((time.perf_counter() - self.started) * 1000, 3)
 
 
+class Principal(msgspec.Struct, frozen=True):
+    """Who a request is from: the virtual key that authenticated it, and its team; both ``None``
+    for the master key or a gateway without auth."""
+
+    key_id: str | None = None
+    key_name: str | None = None
+    team_id: str | None = None
+
+
 CONFIG = web.AppKey("config", GatewayConfig)
 # Set when the server starts shutting down (before in-flight requests are drained).
 DRAINING = web.AppKey("draining", asyncio.Event)
@@ -90,6 +101,7 @@ BODY = web.RequestKey("body", Inbound)  # decode
 # Who stored data belongs to: a digest of the caller's key (auth); absent without auth.
 OWNER = web.RequestKey("owner", str)  # auth
 TARGET = web.RequestKey("target", Target)  # fallback, once per attempt
+PRINCIPAL = web.RequestKey("principal", Principal)  # auth
 
 
 class AttemptState(msgspec.Struct):

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import msgspec
 from aiohttp import web
 
+from proxy.errors import GatewayError
 from proxy.schemas.audio import SpeechRequest, TranscriptionRequest
 from proxy.schemas.chat import ChatRequest
 from proxy.schemas.completions import CompletionRequest
@@ -51,11 +52,25 @@ _GATEWAY_READS = GATEWAY_FIELDS | {"model", "stream", "user", "metadata"}
 
 
 class Operation(msgspec.Struct, frozen=True):
+    """What an inference route is.
+
+    The hooks let a route family speak another API's dialect through the same middleware chain
+    (the native ``/anthropic``, ``/genai``, ``/bedrock`` routes):
+
+    - ``decode``: the body (JSON) into an :class:`Inbound`, in place of the unified schemas; it
+      may read the request too (a model named in the path). It raises ``GatewayError`` on bad
+      input.
+    - ``render_error``: a ``GatewayError`` as that API's error body (JSON bytes); the status and
+      headers stay the error's own.
+    """
+
     name: str  # the request type, as in logs and ``extra_fields.request_type``
     body: Literal["json", "multipart", "none"]
     # The body names ``provider/model`` and is served by one provider at a time.
     routed: bool = True
     content_fields: frozenset[str] = _CONTENT
+    decode: Callable[[web.Request, bytes], Inbound] | None = None
+    render_error: Callable[[GatewayError], bytes] | None = None
 
     @property
     def not_params(self) -> frozenset[str]:
