@@ -9,10 +9,21 @@ from collections.abc import AsyncIterator, Mapping
 from aiohttp import web
 
 from middlewares import build_chain
+from middlewares.govern import add_rate_headers
 from providers._upstream import HTTP_SESSION, Upstream, open_session
 from providers.registry import PROVIDERS, build_registry
 from proxy.config import GatewayConfig
-from proxy.keys import CONFIG, DIRECTORY, DRAINING, LIMITS, PRICING, RELIABILITY, STORE
+from proxy.governance.service import Governance
+from proxy.keys import (
+    CONFIG,
+    DIRECTORY,
+    DRAINING,
+    GOVERNANCE,
+    LIMITS,
+    PRICING,
+    RELIABILITY,
+    STORE,
+)
 from proxy.limits import Limits
 from proxy.logging import RequestLine
 from proxy.metrics import METRICS, Metrics
@@ -69,15 +80,19 @@ def create_app(
                 reliability=app[RELIABILITY],
                 routes=config.routes,
             )
+            governance = app[GOVERNANCE] = Governance(config, store)
             try:
+                await governance.start()
                 await worker.start()
                 yield
             finally:
                 await worker.stop()
                 await registry.aclose()
+                await governance.close()
                 await store.close()
 
     app.cleanup_ctx.append(resources)
+    app.on_response_prepare.append(add_rate_headers)
     app.on_shutdown.append(_start_draining)
     return app
 

@@ -30,6 +30,7 @@ __all__ = [
     "ModelPrice",
     "ProviderConfig",
     "ServerConfig",
+    "StateConfig",
     "StoreConfig",
     "StreamingConfig",
     "config_from_env",
@@ -59,8 +60,25 @@ class ServerConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 
 class AuthConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    # Empty: inference routes need no key (a sidecar on loopback).
+    # Empty: inference routes need no key (a sidecar on loopback) until virtual keys exist; the
+    # admin API of keys and teams needs it.
     master_key: str = ""
+    # How long an instance trusts what it read of a virtual key (a change made through another
+    # instance takes effect on this one within this time; one made here, at once).
+    key_cache_ttl_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+
+
+class StateConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where rate-limit and budget counters live: empty for this process's memory (one
+    instance), or ``redis://host:port/db`` (``rediss://`` for TLS) shared by every instance."""
+
+    url: str = ""
+    # When the counters cannot be reached: refuse requests with 503 (false), or let them
+    # through uncounted (true).
+    fail_open: bool = False
+    # A request's cost is reserved at admission from its input size and its output limit
+    # (``max_tokens`` and the like); a request without one is assumed to write this many.
+    default_output_tokens: Annotated[int, msgspec.Meta(ge=1)] = 4096
 
 
 class LoggingConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -214,6 +232,7 @@ class GatewayConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     logging: LoggingConfig = LoggingConfig()
     streaming: StreamingConfig = StreamingConfig()
     store: StoreConfig = StoreConfig()
+    state: StateConfig = StateConfig()
     providers: dict[str, ProviderConfig] = {}
     routes: dict[str, RouteConfig] = {}
     # ``provider/model`` -> its prices, over the price table shipped with the gateway.

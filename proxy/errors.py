@@ -27,12 +27,17 @@ from collections.abc import Mapping
 
 __all__ = [
     "AuthenticationError",
+    "BudgetExceededError",
+    "ConflictError",
     "GatewayError",
     "InvalidRequestError",
     "MethodNotAllowedError",
     "NotFoundError",
     "OverloadedError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "StateUnavailableError",
     "UnsupportedCapabilityError",
     "UpstreamConnectionError",
     "UpstreamError",
@@ -93,6 +98,43 @@ class AuthenticationError(GatewayError):
     status = 401
     type = "authentication_error"
     code = "invalid_api_key"
+
+
+class PermissionDeniedError(GatewayError):
+    """A valid key asking for what it may not use (a model, a provider, the admin API)."""
+
+    status = 403
+    type = "permission_error"
+
+
+class ConflictError(GatewayError):
+    status = 409
+    type = "conflict_error"
+
+
+class RateLimitedError(GatewayError):
+    """A key's or team's own rate limit (not an upstream's): ``Retry-After`` says when."""
+
+    status = 429
+    type = "rate_limit_exceeded"
+    code = "rate_limit_exceeded"
+
+
+class BudgetExceededError(GatewayError):
+    """402, not 429: SDKs retry a 429, and waiting does not refill a budget before its period
+    ends."""
+
+    status = 402
+    type = "budget_exceeded"
+    code = "budget_exceeded"
+
+
+class StateUnavailableError(GatewayError):
+    """The shared rate-limit and budget counters cannot be reached (``state.fail_open`` off)."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "state_unavailable"
 
 
 class NotFoundError(GatewayError):

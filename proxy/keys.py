@@ -15,6 +15,8 @@ import msgspec
 from aiohttp import web
 
 from proxy.config import GatewayConfig
+from proxy.governance.model import Grant
+from proxy.governance.service import Governance
 from proxy.limits import Limits
 from proxy.operations import Inbound, Target
 from proxy.pricing import Pricing
@@ -28,11 +30,14 @@ __all__ = [
     "CONFIG",
     "DIRECTORY",
     "DRAINING",
+    "GOVERNANCE",
+    "GRANT",
     "LIMITS",
     "OUTCOME",
     "OWNER",
     "PRICING",
     "PRINCIPAL",
+    "RATE_HEADERS",
     "RELIABILITY",
     "REQUEST_ID",
     "STORE",
@@ -102,6 +107,12 @@ BODY = web.RequestKey("body", Inbound)  # decode
 OWNER = web.RequestKey("owner", str)  # auth
 TARGET = web.RequestKey("target", Target)  # fallback, once per attempt
 PRINCIPAL = web.RequestKey("principal", Principal)  # auth
+# A virtual key's grant: what it may use and the limits it counts against (auth).
+GRANT = web.RequestKey("grant", Grant)  # auth
+# The ``x-ratelimit-*`` headers of a limited key, added to whatever response goes out (govern).
+RATE_HEADERS = web.RequestKey("rate_headers", dict[str, str])  # govern
+# Virtual keys, teams and the rate-limit and budget counters, opened at start-up.
+GOVERNANCE = web.AppKey("governance", Governance)
 
 
 class AttemptState(msgspec.Struct):

@@ -26,6 +26,7 @@ __all__ = [
     "COMPLETION",
     "EMBEDDING",
     "INPUT_TOKENS",
+    "KEY_ADMIN",
     "LIST_MODELS",
     "OPERATIONS",
     "RESPONSES",
@@ -90,8 +91,11 @@ INPUT_TOKENS = Operation("input_tokens", "json")
 # Routes that read or change what the gateway stored (responses, conversations): they need the
 # caller's key like inference routes, and read their own bodies.
 STATEFUL = Operation("stored_state", "none", routed=False)
-# The gateway's own state (breakers, load): behind the master key, no body.
+# The gateway's own state (breakers, load, usage): behind the master key, no body.
 ADMIN = Operation("admin", "none", routed=False)
+# Virtual keys and teams: the master key only, and only when one is configured; the handlers
+# read their own bodies.
+KEY_ADMIN = Operation("key_admin", "none", routed=False)
 
 OPERATIONS = (
     CHAT,
@@ -104,6 +108,7 @@ OPERATIONS = (
     INPUT_TOKENS,
     STATEFUL,
     ADMIN,
+    KEY_ADMIN,
 )
 
 SCHEMAS: dict[str, type[Any]] = {

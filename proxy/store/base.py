@@ -22,6 +22,7 @@ import msgspec
 
 __all__ = [
     "INTERRUPTED_ERROR",
+    "KEY_TABLES",
     "STATUSES",
     "ItemPage",
     "Migration",
@@ -31,6 +32,7 @@ __all__ = [
     "Status",
     "Store",
     "StoreError",
+    "TeamDeletion",
     "check_limit",
     "check_migrations",
     "make_page",
@@ -48,6 +50,9 @@ STATUSES: tuple[Status, ...] = (
     "cancelled",
 )
 Order = Literal["asc", "desc"]
+TeamDeletion = Literal["deleted", "missing", "in_use"]
+# The tables of virtual keys and teams (their JSON bodies are ``proxy.governance`` records).
+KEY_TABLES = {"teams", "virtual_keys"}
 
 # What a background response that ran out of attempts fails with (a Responses API error object).
 INTERRUPTED_ERROR = msgspec.json.encode(
@@ -219,6 +224,40 @@ class Store(Protocol):
     async def get_item(self, conversation_id: str, owner: str, item_id: str) -> bytes | None: ...
 
     async def delete_item(self, conversation_id: str, owner: str, item_id: str) -> bool: ...
+
+    # -- virtual keys and teams (JSON bodies; only a key's hash is stored, never its secret) ---
+
+    async def insert_key(
+        self, id: str, hash: str, team: str | None, created_at: float, body: bytes
+    ) -> None:
+        """Store a new key; ``team`` must exist."""
+
+    async def get_key(self, id: str) -> bytes | None: ...
+
+    async def key_by_hash(self, hash: str) -> bytes | None: ...
+
+    async def key_digest(self, id: str) -> str | None:
+        """The stored hash of a key's secret."""
+
+    async def list_keys(self, *, team: str | None, after: str | None, limit: int) -> list[bytes]:
+        """Keys in the order they were made, after the key ``after``; only ``team``'s if given."""
+
+    async def update_key(self, id: str, hash: str, team: str | None, body: bytes) -> bool: ...
+
+    async def delete_key(self, id: str) -> bool: ...
+
+    async def has_keys(self) -> bool: ...
+
+    async def insert_team(self, id: str, created_at: float, body: bytes) -> None: ...
+
+    async def get_team(self, id: str) -> bytes | None: ...
+
+    async def list_teams(self, *, after: str | None, limit: int) -> list[bytes]: ...
+
+    async def update_team(self, id: str, body: bytes) -> bool: ...
+
+    async def delete_team(self, id: str) -> TeamDeletion:
+        """Delete a team that no key belongs to (``in_use`` otherwise)."""
 
 
 def check_limit(limit: int) -> None:

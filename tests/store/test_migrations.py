@@ -19,6 +19,8 @@ TABLES = {
     "response_events",
     "conversations",
     "conversation_items",
+    "teams",
+    "virtual_keys",
 }
 
 

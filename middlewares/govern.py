@@ -1,0 +1,231 @@
+"""Governance of virtual keys: allow-lists (403), rate limits (429) and budgets (402).
+
+Runs after ``decode`` (it needs the model and the body) and outside ``usage`` (whose ``finally``
+has priced the request by the time this one settles it). A request with a key that has limits
+is admitted against its key's and team's counters in one step, with its estimated tokens and
+cost; when it ends, however it ends, the estimates are settled to what was billed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from proxy.config import GatewayConfig
+from proxy.errors import (
+    BudgetExceededError,
+    PermissionDeniedError,
+    RateLimitedError,
+    StateUnavailableError,
+)
+from proxy.governance.counters import (
+    Ask,
+    CountersUnavailable,
+    Decision,
+    Settlement,
+    Window,
+    nusd,
+)
+from proxy.governance.model import Grant, Scope, allowed
+from proxy.keys import BODY, GOVERNANCE, GRANT, OUTCOME, RATE_HEADERS, REQUEST_ID
+from proxy.operations import Inbound, operation_of
+from proxy.pricing import Pricing
+from proxy.schemas.common import BilledUsage
+
+__all__ = ["add_rate_headers", "govern_middleware"]
+
+log = structlog.get_logger("thruway.govern")
+# A token is about four characters of English; three keeps the estimate on the safe side.
+_BYTES_PER_TOKEN = 3
+_OUTPUT_LIMITS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+
+
+def govern_middleware(config: GatewayConfig, pricing: Pricing) -> Middleware:
+    routes = {name: [t.model for t in route.targets] for name, route in config.routes.items()}
+
+    @web.middleware
+    async def govern(request: web.Request, handler: Handler) -> web.StreamResponse:
+        grant = request.get(GRANT)
+        if grant is None:
+            return await handler(request)
+        op = operation_of(request)
+        if op is None or not op.routed:
+            return await handler(request)
+        inbound = request[BODY]
+        _check_allowed(grant, inbound, routes)
+        if not grant.scopes:
+            return await handler(request)
+        governance = request.app[GOVERNANCE]
+        tokens_in, output_limit = _estimate(inbound)
+        output = output_limit or governance.default_output_tokens
+        ask = Ask(
+            request_id=request[REQUEST_ID],
+            scopes=grant.scopes,
+            tokens=tokens_in + output_limit,
+            cost_nusd=_cost_estimate(inbound, routes, pricing, tokens_in, output),
+        )
+        try:
+            decision = await governance.counters.admit(ask)
+        except CountersUnavailable as exc:
+            if not governance.fail_open:
+                raise StateUnavailableError(
+                    "The rate-limit and budget counters cannot be reached; try again shortly.",
+                    headers={"Retry-After": "1"},
+                ) from None
+            log.warning("limits_not_counted", error=str(exc))
+            return await handler(request)
+        headers = _headers(decision)
+        if headers:
+            request[RATE_HEADERS] = headers
+        if not decision.ok:
+            raise _refusal(decision)
+        try:
+            return await handler(request)
+        finally:
+            outcome = request[OUTCOME]
+            billed = outcome.usage.total_tokens if outcome.usage is not None else 0
+            cost = outcome.log_fields.get("cost_usd", 0.0)
+            governance.settle_later(
+                Settlement(
+                    request_id=ask.request_id,
+                    scopes=ask.scopes,
+                    second=decision.second,
+                    token_delta=billed - ask.tokens,
+                    cost_nusd=nusd(float(cost)),
+                )
+            )
+
+    return govern
+
+
+async def add_rate_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the limit headers on every response of a limited key, streams
+    and errors included."""
+    if isinstance(request, web.Request):
+        headers = request.get(RATE_HEADERS)
+        if headers:
+            response.headers.update(headers)
+
+
+def _permitted(
+    name: str, models: list[str] | None, providers: list[str] | None, routes: dict[str, list[str]]
+) -> bool:
+    if allowed(name, models, providers):
+        return True
+    targets = routes.get(name)
+    return bool(targets) and all(allowed(t, models, providers) for t in targets or ())
+
+
+def _check_allowed(grant: Grant, inbound: Inbound, routes: dict[str, list[str]]) -> None:
+    for name in (inbound.model, *inbound.fallbacks):
+        for models, providers, whose in grant.allow_lists:
+            if not _permitted(name, models, providers, routes):
+                may = []
+                if models is not None:
+                    may.append(f"models {', '.join(models) or '(none)'}")
+                if providers is not None:
+                    may.append(f"providers {', '.join(providers) or '(none)'}")
+                raise PermissionDeniedError(
+                    f"This {whose} may not use `{name}`; it may use {' and '.join(may)}.",
+                    param="fallbacks" if name != inbound.model else "model",
+                    code="model_not_allowed",
+                )
+
+
+def _estimate(inbound: Inbound) -> tuple[int, int]:
+    """The request's input tokens (from the size of its content fields) and its output limit
+    (0 when it sets none)."""
+    size = 0
+    if inbound.raw is not None:
+        fields = inbound.op.content_fields
+        size = sum(len(value) for name, value in inbound.raw.items() if name in fields)
+    output = 0
+    for name in _OUTPUT_LIMITS:
+        got = getattr(inbound.typed, name, None)
+        if isinstance(got, int) and got > 0:
+            output = got
+            break
+    return math.ceil(size / _BYTES_PER_TOKEN), output
+
+
+def _cost_estimate(
+    inbound: Inbound,
+    routes: dict[str, list[str]],
+    pricing: Pricing,
+    tokens_in: int,
+    tokens_out: int,
+) -> int:
+    """The most the request may cost on any of its targets (nano-dollars)."""
+    usage = BilledUsage(
+        prompt_tokens=tokens_in, completion_tokens=tokens_out, total_tokens=tokens_in + tokens_out
+    )
+    most = 0.0
+    for name in (inbound.model, *inbound.fallbacks):
+        for target in routes.get(name) or [name]:
+            provider, _, model = target.partition("/")
+            cost = pricing.cost_usd(provider, model, usage)
+            if cost is not None:
+                most = max(most, cost)
+    return nusd(most)
+
+
+def _headers(decision: Decision) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for suffix, window in (("requests", decision.requests), ("tokens", decision.tokens)):
+        if window is not None:
+            headers[f"x-ratelimit-limit-{suffix}"] = str(window.limit)
+            headers[f"x-ratelimit-remaining-{suffix}"] = str(window.remaining)
+            headers[f"x-ratelimit-reset-{suffix}"] = _duration(window)
+    return headers
+
+
+def _duration(window: Window) -> str:
+    """OpenAI's style: ``1s``, ``6m0s``, ``250ms``."""
+    seconds = window.reset_s
+    if seconds < 1:
+        return f"{max(1, round(seconds * 1000))}ms"
+    minutes, rest = divmod(math.ceil(seconds), 60)
+    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
+
+
+def _refusal(decision: Decision) -> BudgetExceededError | RateLimitedError:
+    scope = decision.scope
+    assert scope is not None
+    headers = _headers(decision)
+    if decision.refused == "budget":
+        budget = scope.budget
+        assert budget is not None
+        return BudgetExceededError(
+            f"The {_who(scope)} budget of ${budget.max_usd:g} {_period(budget.period)} "
+            "is spent, or this request could exceed it.",
+        )
+    limit = scope.rate_limit
+    assert limit is not None
+    what = (
+        f"{limit.rpm} requests per minute"
+        if decision.refused == "rpm"
+        else f"{limit.tpm} tokens per minute"
+    )
+    headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after_s)))
+    return RateLimitedError(
+        f"Rate limit reached for the {_who(scope)}: {what}. "
+        f"Try again in {decision.retry_after_s:.1f} s.",
+        headers=headers,
+    )
+
+
+def _who(scope: Scope) -> str:
+    return "key's" if scope.kind == "key" else "team's"
+
+
+def _period(period: str) -> str:
+    return {
+        "1h": "per hour",
+        "1d": "per day",
+        "1w": "per week",
+        "1mo": "per month",
+        "total": "in all",
+    }[period]

@@ -1,0 +1,324 @@
+"""Governance: virtual keys and teams (the admin API's operations), the lookup of a presented
+key, and the counters requests are admitted against.
+
+A key is looked up by the SHA-256 digest of its secret and what was read is trusted for
+``auth.key_cache_ttl_s``; a change made through this instance clears the cache at once, and with
+``state.url`` set it is announced on a Redis channel so every other instance clears theirs too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgspec
+import structlog
+
+from proxy.config import GatewayConfig
+from proxy.errors import ConflictError, InvalidRequestError, NotFoundError
+from proxy.governance.counters import (
+    Counters,
+    CountersUnavailable,
+    MemoryCounters,
+    Seed,
+    Settlement,
+    Spend,
+)
+from proxy.governance.model import (
+    Grant,
+    KeyPatch,
+    KeyRecord,
+    KeySpec,
+    Scope,
+    TeamPatch,
+    TeamRecord,
+    TeamSpec,
+    hash_secret,
+    hint_of,
+    new_id,
+    new_secret,
+)
+from proxy.store.base import Store
+
+__all__ = ["Governance", "make_grant"]
+
+log = structlog.get_logger("thruway.governance")
+_T = TypeVar("_T")
+_KEY = msgspec.json.Decoder(KeyRecord)
+_TEAM = msgspec.json.Decoder(TeamRecord)
+_encode = msgspec.json.Encoder().encode
+_CHANNEL = "{thruway}:keys-changed"
+# A key that matched nothing is remembered this long, so a flood of bad keys stays off the store.
+_MISS_TTL_S = 1.0
+_CACHE_MAX = 100_000
+
+
+def _decoded(decode: Callable[[bytes], _T], body: bytes | None) -> _T | None:
+    return None if body is None else decode(body)
+
+
+class Governance:
+    """Owned by the app (``GOVERNANCE``); :meth:`start` after the store is open."""
+
+    def __init__(self, config: GatewayConfig, store: Store, seed: Seed | None = None) -> None:
+        self._store = store
+        self._ttl = config.auth.key_cache_ttl_s
+        self._state_url = config.state.url
+        self.fail_open = config.state.fail_open
+        self.default_output_tokens = config.state.default_output_tokens
+        self.counters: Counters
+        if self._state_url:
+            from proxy.governance.redis_counters import RedisCounters
+
+            self.counters = RedisCounters(self._state_url, seed)
+        else:
+            self.counters = MemoryCounters(seed)
+        self._cache: dict[str, tuple[Grant | None, float]] = {}
+        self._has_keys: tuple[bool, float] = (False, 0.0)
+        self._listener: asyncio.Task[None] | None = None
+        self._redis: Any = None
+        self._settling: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        if self._state_url:
+            import redis.asyncio as redis
+
+            self._redis = redis.from_url(self._state_url)
+            self._listener = asyncio.create_task(self._listen(), name="thruway-keys-listener")
+
+    def settle_later(self, done: Settlement) -> None:
+        """Settle a request in a task of its own: a client that left cancels its request, and
+        that must not cancel the settlement too."""
+        task = asyncio.get_running_loop().create_task(self._settle(done))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, done: Settlement) -> None:
+        try:
+            await self.counters.settle(done)
+        except CountersUnavailable as exc:
+            log.warning("settle_failed", request_id=done.request_id, error=str(exc))
+
+    async def close(self) -> None:
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self._redis is not None:
+            await self._redis.aclose()
+        await self.counters.close()
+
+    async def _listen(self) -> None:
+        """Clear the cache whenever another instance changes a key or a team."""
+        from redis.exceptions import RedisError
+
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(_CHANNEL)
+                    # What changed while this instance was not subscribed is unknown.
+                    self._forget()
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self._forget()
+            except (RedisError, OSError) as exc:
+                log.warning("keys_listener_lost", error=str(exc))
+                await asyncio.sleep(1.0)
+
+    def _forget(self) -> None:
+        self._cache.clear()
+        self._has_keys = (False, 0.0)
+
+    async def _changed(self) -> None:
+        self._forget()
+        if self._redis is not None:
+            from redis.exceptions import RedisError
+
+            try:
+                await self._redis.publish(_CHANNEL, b"1")
+            except (RedisError, OSError) as exc:
+                log.warning("keys_change_not_announced", error=str(exc))
+
+    # -- authentication -----------------------------------------------------------------------
+
+    async def keys_exist(self) -> bool:
+        exists, until = self._has_keys
+        now = time.monotonic()
+        if until <= now:
+            exists = await self._store.has_keys()
+            self._has_keys = (exists, now + self._ttl)
+        return exists
+
+    async def grant(self, secret: str) -> Grant | None:
+        """The grant of a presented key (disabled and expired ones too), or None when it is no
+        key's."""
+        digest = hash_secret(secret)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[1] > now:
+            got = cached[0]
+        else:
+            got = await self._load(digest)
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[digest] = (got, now + (self._ttl if got is not None else _MISS_TTL_S))
+        return got
+
+    async def _load(self, digest: str) -> Grant | None:
+        key = _decoded(_KEY.decode, await self._store.key_by_hash(digest))
+        if key is None:
+            return None
+        team = None
+        if key.team is not None:
+            team = _decoded(_TEAM.decode, await self._store.get_team(key.team))
+        return make_grant(key, team)
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    async def create_key(self, spec: KeySpec) -> tuple[KeyRecord, str]:
+        await self._team_exists(spec.team)
+        secret = new_secret()
+        now = time.time()
+        record = KeyRecord(
+            id=new_id("key"),
+            name=spec.name,
+            hint=hint_of(secret),
+            team=spec.team,
+            models=spec.models,
+            providers=spec.providers,
+            budget=spec.budget,
+            rate_limit=spec.rate_limit,
+            metadata=spec.metadata,
+            expires_at=spec.expires_at,
+            created_at=now,
+            updated_at=now,
+        )
+        await self._store.insert_key(
+            record.id, hash_secret(secret), record.team, now, _encode(record)
+        )
+        await self._changed()
+        return record, secret
+
+    async def get_key(self, id: str) -> KeyRecord:
+        got = _decoded(_KEY.decode, await self._store.get_key(id))
+        if got is None:
+            raise NotFoundError(f"No key with id `{id}`.", param="key_id")
+        return got
+
+    async def list_keys(
+        self, *, team: str | None, after: str | None, limit: int
+    ) -> list[KeyRecord]:
+        return [
+            _KEY.decode(b) for b in await self._store.list_keys(team=team, after=after, limit=limit)
+        ]
+
+    async def update_key(self, id: str, patch: KeyPatch) -> KeyRecord:
+        record = await self.get_key(id)
+        changes = {
+            f: v for f in patch.__struct_fields__ if (v := getattr(patch, f)) is not msgspec.UNSET
+        }
+        if "team" in changes:
+            await self._team_exists(changes["team"])
+        updated = msgspec.structs.replace(record, **changes, updated_at=time.time())
+        await self._save_key(updated, None)
+        return updated
+
+    async def rotate_key(self, id: str) -> tuple[KeyRecord, str]:
+        """A new secret for the key (the old one stops working); its id, limits and spend stay."""
+        record = await self.get_key(id)
+        secret = new_secret()
+        now = time.time()
+        updated = msgspec.structs.replace(
+            record, hint=hint_of(secret), updated_at=now, rotated_at=now
+        )
+        await self._save_key(updated, hash_secret(secret))
+        return updated, secret
+
+    async def _save_key(self, record: KeyRecord, digest: str | None) -> None:
+        if digest is None:
+            digest = await self._digest_of(record.id)
+        if not await self._store.update_key(record.id, digest, record.team, _encode(record)):
+            raise NotFoundError(f"No key with id `{record.id}`.", param="key_id")
+        await self._changed()
+
+    async def _digest_of(self, id: str) -> str:
+        """The stored digest (not part of the record), kept as it is by an update."""
+        got = await self._store.key_digest(id)
+        if got is None:
+            raise NotFoundError(f"No key with id `{id}`.", param="key_id")
+        return got
+
+    async def delete_key(self, id: str) -> None:
+        if not await self._store.delete_key(id):
+            raise NotFoundError(f"No key with id `{id}`.", param="key_id")
+        await self._changed()
+
+    async def spend(self, scope: Scope) -> Spend | None:
+        return await self.counters.spend(scope)
+
+    # -- teams --------------------------------------------------------------------------------
+
+    async def _team_exists(self, team: str | None) -> None:
+        if team is not None and await self._store.get_team(team) is None:
+            raise InvalidRequestError(f"No team with id `{team}`.", param="team")
+
+    async def create_team(self, spec: TeamSpec) -> TeamRecord:
+        now = time.time()
+        record = TeamRecord(
+            id=new_id("team"),
+            name=spec.name,
+            models=spec.models,
+            providers=spec.providers,
+            budget=spec.budget,
+            rate_limit=spec.rate_limit,
+            metadata=spec.metadata,
+            created_at=now,
+            updated_at=now,
+        )
+        await self._store.insert_team(record.id, now, _encode(record))
+        return record
+
+    async def get_team(self, id: str) -> TeamRecord:
+        got = _decoded(_TEAM.decode, await self._store.get_team(id))
+        if got is None:
+            raise NotFoundError(f"No team with id `{id}`.", param="team_id")
+        return got
+
+    async def list_teams(self, *, after: str | None, limit: int) -> list[TeamRecord]:
+        return [_TEAM.decode(b) for b in await self._store.list_teams(after=after, limit=limit)]
+
+    async def update_team(self, id: str, patch: TeamPatch) -> TeamRecord:
+        record = await self.get_team(id)
+        changes = {
+            f: v for f in patch.__struct_fields__ if (v := getattr(patch, f)) is not msgspec.UNSET
+        }
+        updated = msgspec.structs.replace(record, **changes, updated_at=time.time())
+        if not await self._store.update_team(id, _encode(updated)):
+            raise NotFoundError(f"No team with id `{id}`.", param="team_id")
+        await self._changed()
+        return updated
+
+    async def delete_team(self, id: str) -> None:
+        result = await self._store.delete_team(id)
+        if result == "missing":
+            raise NotFoundError(f"No team with id `{id}`.", param="team_id")
+        if result == "in_use":
+            raise ConflictError(
+                f"Team `{id}` still has keys: delete them or move them to another team first.",
+                param="team_id",
+            )
+        await self._changed()
+
+
+def make_grant(key: KeyRecord, team: TeamRecord | None) -> Grant:
+    scopes = []
+    if key.rate_limit is not None or key.budget is not None:
+        scopes.append(Scope("key", key.id, key.rate_limit, key.budget))
+    if team is not None and (team.rate_limit is not None or team.budget is not None):
+        scopes.append(Scope("team", team.id, team.rate_limit, team.budget))
+    return Grant(key=key, team=team, scopes=tuple(scopes))
