@@ -70,12 +70,12 @@ def govern_middleware(config: GatewayConfig, pricing: Pricing) -> Middleware:
         try:
             decision = await governance.counters.admit(ask)
         except CountersUnavailable as exc:
+            log.warning("limits_unavailable", error=str(exc), fail_open=governance.fail_open)
             if not governance.fail_open:
                 raise StateUnavailableError(
                     "The rate-limit and budget counters cannot be reached; try again shortly.",
                     headers={"Retry-After": "1"},
                 ) from None
-            log.warning("limits_not_counted", error=str(exc))
             return await handler(request)
         headers = _headers(decision)
         if headers:

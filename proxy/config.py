@@ -73,6 +73,8 @@ class StateConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True
     instance), or ``redis://host:port/db`` (``rediss://`` for TLS) shared by every instance."""
 
     url: str = ""
+    # The most connections to Redis one instance opens (requests wait for a free one).
+    pool_size: Annotated[int, msgspec.Meta(ge=1)] = 50
     # When the counters cannot be reached: refuse requests with 503 (false), or let them
     # through uncounted (true).
     fail_open: bool = False

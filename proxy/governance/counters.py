@@ -112,7 +112,9 @@ def budget_key(scope: Scope, budget: Budget, now: float) -> tuple[str, int, int 
 
 
 def nusd(usd: float) -> int:
-    return math.ceil(usd * NANO)
+    """Dollars in whole nano-dollars, rounded up (after float noise below a thousandth of one
+    is dropped: 0.07 dollars is 70000000, not 70000001)."""
+    return math.ceil(round(usd * NANO, 3))
 
 
 class _Rate:
@@ -208,7 +210,7 @@ class MemoryCounters:
             if limit.rpm is not None:
                 reset = _reset(oldest, now)
                 if count >= limit.rpm:
-                    return _refused("rpm", scope, reset, limit.rpm, 0, limit.tpm, used, now)
+                    return _refused("rpm", scope, reset, limit.rpm, count, limit.tpm, used, now)
                 requests = Window(limit.rpm, limit.rpm - count - 1, reset)
             if limit.tpm is not None:
                 reset = _reset(oldest_t, now)

@@ -164,14 +164,18 @@ return 1
 
 
 class RedisCounters:
-    def __init__(self, url: str, seed: Seed | None = None) -> None:
-        self._redis: Any = redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    def __init__(self, url: str, seed: Seed | None = None, *, pool_size: int = 50) -> None:
+        # A request waits (up to 5 s) for a free connection rather than failing at once.
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=pool_size, timeout=5, socket_timeout=5, socket_connect_timeout=5
+        )
+        self._redis: Any = redis.Redis(connection_pool=pool)
         self._seed = seed
         self._admit = self._redis.register_script(_ADMIT)
         self._settle = self._redis.register_script(_SETTLE)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)
 
     async def ping(self) -> None:
         try:

@@ -73,7 +73,7 @@ class Governance:
         if self._state_url:
             from proxy.governance.redis_counters import RedisCounters
 
-            self.counters = RedisCounters(self._state_url, seed)
+            self.counters = RedisCounters(self._state_url, seed, pool_size=config.state.pool_size)
         else:
             self.counters = MemoryCounters(seed)
         self._cache: dict[str, tuple[Grant | None, float]] = {}

@@ -13,6 +13,8 @@ from providers.base import ModelInfo, Provider
 from providers.registry import PROVIDERS
 from proxy.dispatch import dispatch
 from proxy.errors import GatewayError, NotFoundError
+from proxy.governance.model import Grant, allowed
+from proxy.keys import GRANT
 from proxy.operations import (
     CHAT,
     COMPLETION,
@@ -79,6 +81,9 @@ async def list_models(request: web.Request) -> web.Response:
         for p, models in zip(providers, lists, strict=True)
         for m in models
     ]
+    grant = request.get(GRANT)
+    if grant is not None:
+        data = [m for m in data if _may_use(grant, m.id)]
     return web.Response(body=_encode(ModelList(data=data)), content_type="application/json")
 
 
@@ -87,7 +92,8 @@ async def retrieve_model(request: web.Request) -> web.Response:
     model_id = request.match_info["model"]
     provider_name, _, name = model_id.partition("/")
     provider = request.app[PROVIDERS].providers.get(provider_name)
-    if provider is not None:
+    grant = request.get(GRANT)
+    if provider is not None and (grant is None or _may_use(grant, model_id)):
         for m in await request.app[MODEL_CATALOG].models(provider):
             if m.id == name:
                 found = Model(id=model_id, created=m.created, owned_by=m.owned_by or provider_name)
@@ -97,6 +103,11 @@ async def retrieve_model(request: web.Request) -> web.Response:
         param="model",
         code="model_not_found",
     )
+
+
+def _may_use(grant: Grant, model_id: str) -> bool:
+    """Whether a virtual key (and its team) may use a model: ``/v1/models`` lists only those."""
+    return all(allowed(model_id, models, providers) for models, providers, _ in grant.allow_lists)
 
 
 def setup(app: web.Application) -> None:
