@@ -380,3 +380,52 @@ async def test_concurrent_requests_cannot_overrun_a_budget(
     await asyncio.sleep(0.1)
     got = await (await gateway.client.get(f"/api/keys/{made['id']}", headers=ADMIN)).json()
     assert got["spend"]["spent_usd"] == pytest.approx(0.05)
+
+
+# -- several instances, and a lost Redis -------------------------------------------------------
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+async def test_a_change_reaches_every_instance_at_once(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, store_url: str
+) -> None:
+    """Two instances sharing PostgreSQL and Redis: a key deleted or disabled through one is
+    refused by the other at once, though the other had it cached."""
+    document = {
+        "providers": {"openai": provider_for(fake_openai)},
+        "auth": {"master_key": MASTER, "key_cache_ttl_s": 300},
+        "store": {"url": store_url},
+        "state": {"url": "redis://127.0.0.1:6379/0"},
+    }
+    first, second = await make_gateway(document), await make_gateway(document)
+    made = await create_key(first)
+    assert (await _chat(second, made["key"])).status == 200  # now cached by the second
+    await first.client.patch(f"/api/keys/{made['id']}", json={"disabled": True}, headers=ADMIN)
+    for _ in range(100):
+        if (await _chat(second, made["key"])).status == 401:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the second instance still accepts a key disabled through the first")
+
+
+async def test_lost_counters_refuse_or_pass_as_configured(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI
+) -> None:
+    """With Redis unreachable, a limited key's requests are 503 `state_unavailable`, or pass
+    uncounted with `fail_open`; a key without limits never needs Redis."""
+    for fail_open, expected in ((False, 503), (True, 200)):
+        gateway = await make_gateway(
+            {
+                "providers": {"openai": provider_for(fake_openai)},
+                "auth": {"master_key": MASTER},
+                "state": {"url": "redis://127.0.0.1:1/0", "fail_open": fail_open},
+            }
+        )
+        limited = (await create_key(gateway, rate_limit={"rpm": 5}))["key"]
+        free = (await create_key(gateway))["key"]
+        response = await _chat(gateway, limited)
+        assert response.status == expected
+        if expected == 503:
+            assert (await response.json())["error"]["code"] == "state_unavailable"
+        assert (await _chat(gateway, free)).status == 200
