@@ -62,7 +62,11 @@ def auth_middleware(*, master_key: str) -> Middleware:
                 "The admin API of keys and teams needs a master key: set `auth.master_key`."
             )
         governance = request.app[GOVERNANCE]
-        if expected is None and op is not KEY_ADMIN and not await governance.keys_exist():
+        if (
+            expected is None
+            and op is not KEY_ADMIN
+            and (governance.no_keys_known() or not await governance.keys_exist())
+        ):
             return await handler(request)  # open: no master key, no virtual key yet
         if key is None:
             raise AuthenticationError(_MISSING)

@@ -146,12 +146,19 @@ class Governance:
 
     # -- authentication -----------------------------------------------------------------------
 
+    def no_keys_known(self) -> bool:
+        """True while the last look found no virtual key (no await: the open gateway's path)."""
+        exists, until = self._has_keys
+        return not exists and until > time.monotonic()
+
     async def keys_exist(self) -> bool:
         exists, until = self._has_keys
         now = time.monotonic()
         if until <= now:
             exists = await self._store.has_keys()
-            self._has_keys = (exists, now + self._ttl)
+            # Trusted for the cache time, and at least a second: an open gateway's requests do
+            # not each ask the store.
+            self._has_keys = (exists, now + max(self._ttl, 1.0))
         return exists
 
     async def grant(self, secret: str) -> Grant | None:
