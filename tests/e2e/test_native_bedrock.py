@@ -14,15 +14,19 @@ import pytest
 from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError, EventStreamError
+from structlog.testing import capture_logs
 
 from tests.conformance.case_bedrock import bedrock_config
 from tests.conftest import Gateway, MakeGateway, provider_for
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.bedrock import BedrockTurn, FakeBedrock
+from tests.fakes.gemini import API_KEY as GEMINI_KEY
+from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import Behavior, FakeOpenAI
 from tests.fakes.script import ToolCallSpec, Turn
 
 CLAUDE = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+PROFILE_ARN = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6"
 ANTHROPIC_KEY = "sk-ant-fake-native"
 MASTER = "sk-gateway-master"
 USER = [{"role": "user", "content": [{"text": "Hi"}]}]
@@ -459,3 +463,79 @@ async def test_gateway_key_as_x_api_key(make_gateway: MakeGateway, bedrock: Fake
     got = await converse(runtime(gateway, api_key=MASTER), modelId=CLAUDE, messages=USER)
     assert got["output"]["message"]["content"] == [{"text": "Hello from the fake!"}]
     assert "x-api-key" not in {k.lower() for k in bedrock.requests[-1].headers}
+
+
+# --- more providers, model ids, bodies only Bedrock takes, disconnects ---------------------------
+
+
+async def test_converse_and_stream_to_gemini(make_gateway: MakeGateway) -> None:
+    """Gemini behind the route answers Converse and ConverseStream through the translation."""
+    async with FakeGemini() as gemini:
+        config = {"base_url": gemini.base_url, "keys": [{"value": GEMINI_KEY}]}
+        gateway = await make_gateway({"providers": {"gemini": config}})
+        gemini.script(Turn(text="From Gemini"), Turn(text="Gemini streams"))
+        client = runtime(gateway)
+        got = await converse(client, modelId="gemini/gemini-2.5-flash", messages=USER)
+        assert got["output"]["message"]["content"] == [{"text": "From Gemini"}]
+        events = await converse_stream(client, modelId="gemini/gemini-2.5-flash", messages=USER)
+        assert streamed_text(events) == "Gemini streams"
+        assert events[-1]["metadata"]["usage"]["totalTokens"] == 17
+
+
+async def test_arn_model_id_reaches_bedrock(gateway: Gateway, bedrock: FakeBedrock) -> None:
+    """An inference-profile ARN (its ``:`` and ``/`` percent-encoded by boto3) is a Bedrock
+    model id, sent on encoded the same way."""
+    await converse(runtime(gateway), modelId=PROFILE_ARN, messages=USER)
+    assert bedrock.requests[-1].match["model_id"] == PROFILE_ARN
+    assert bedrock.raw_paths[-1] == (
+        "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aapplication-inference-profile"
+        "%2Fa1b2c3d4e5f6/converse"
+    )
+
+
+async def test_s3_source_native_only(gateway: Gateway, bedrock: FakeBedrock) -> None:
+    """An S3 image source, which the translation does not model, reaches Bedrock as sent and
+    is a ValidationException naming the field for another provider."""
+    image = {"image": {"format": "png", "source": {"s3Location": {"uri": "s3://b/cat.png"}}}}
+    messages = [{"role": "user", "content": [image, {"text": "What is it?"}]}]
+    client = runtime(gateway)
+    await converse(client, modelId=CLAUDE, messages=messages)
+    assert bedrock.requests[-1].json["messages"][0]["content"][0] == image
+    error = await raises(lambda: client.converse(modelId="openai/gpt-4o", messages=messages))
+    assert error.response["Error"]["Code"] == "ValidationException"
+    assert "messages[0].content[0].image.source" in error.response["Error"]["Message"]
+
+
+async def test_client_disconnect_mid_stream(gateway: Gateway, fake_openai: FakeOpenAI) -> None:
+    """A client leaving a translated stream drops the upstream and is logged as 499."""
+    fake_openai.enqueue(Behavior(deltas=[str(i % 10) * 2000 for i in range(3000)]))
+    body = {"messages": USER}
+    with capture_logs() as logs:
+        resp = await gateway.client.post(
+            "/bedrock/model/openai%2Fgpt-4o/converse-stream", json=body
+        )
+        assert resp.headers["Content-Type"] == "application/vnd.amazon.eventstream"
+        await resp.content.readexactly(16)
+        resp.close()
+        await asyncio.wait_for(fake_openai.disconnected.wait(), timeout=2)
+        for _ in range(50):
+            if any(entry["event"] == "request" for entry in logs):
+                break
+            await asyncio.sleep(0.02)
+    (line,) = [entry for entry in logs if entry["event"] == "request"]
+    assert (line["status"], line["error_type"]) == (499, "client_disconnected")
+
+
+async def test_native_stream_usage_is_accounted(gateway: Gateway, bedrock: FakeBedrock) -> None:
+    """The usage of a stream passed on byte for byte is read from its metadata event for the
+    canonical log line."""
+    bedrock.script(Turn(prompt_tokens=30, completion_tokens=8, cached_tokens=10))
+    with capture_logs() as logs:
+        await converse_stream(runtime(gateway), modelId=CLAUDE, messages=USER)
+    (line,) = [e for e in logs if e["event"] == "request"]
+    assert (line["request_type"], line["provider"], line["stream"]) == (
+        "bedrock_converse",
+        "bedrock",
+        True,
+    )
+    assert (line["input_tokens"], line["output_tokens"], line["cached_tokens"]) == (30, 8, 10)
