@@ -157,7 +157,7 @@ async def _converse(request: web.Request) -> web.StreamResponse:
         typed = inbound.typed
         assert isinstance(typed, NativeConverse)
         chat = to_chat(
-            typed.decoded(), model=inbound.model, provider=provider.name, stream=inbound.stream
+            typed.decoded(), model=target.label, provider=provider.name, stream=inbound.stream
         )
         unified = Inbound(
             op=CHAT,
