@@ -154,13 +154,7 @@ class FakeOpenAI:
             ("GET", "/v1/models"): self._model_list,
             ("POST", "/v1/responses"): self._responses,
             ("POST", "/v1/responses/input_tokens"): self._input_tokens,
-            ("POST", "/v1/files"): self._file_create,
-            ("GET", "/v1/files"): self._file_list,
-            ("POST", "/v1/moderations"): self._moderation,
-            ("POST", "/v1/images/generations"): self._image,
         }
-        # Uploaded files by id: (filename, purpose, content).
-        self.files: dict[str, tuple[str, str, bytes]] = {}
 
     @property
     def root_url(self) -> str:
@@ -235,8 +229,6 @@ class FakeOpenAI:
         handler = self._routes.get((method, path))
         if handler is None and method == "GET" and path.startswith("/v1/models/"):
             handler = self._model
-        if handler is None and method == "GET" and path.startswith("/v1/files/"):
-            handler = self._file_content
         if handler is None:
             raise _ApiError(404, f"Invalid URL ({method} {path})")
         return await handler(call)
@@ -507,70 +499,6 @@ class FakeOpenAI:
             raise _canned_error(404, model, "")
         return self._json(call, _model_obj(model))
 
-    # -- files, moderations, images: endpoints the gateway only forwards (/openai/v1) -----------
-
-    def _file_obj(self, file_id: str) -> dict[str, Any]:
-        filename, purpose, content = self.files[file_id]
-        return {
-            "id": file_id,
-            "object": "file",
-            "bytes": len(content),
-            "created_at": MODEL_CREATED,
-            "filename": filename,
-            "purpose": purpose,
-            "status": "processed",
-        }
-
-    async def _file_create(self, call: _Call) -> web.StreamResponse:
-        if "file" not in call.rec.files:
-            raise _missing("file")
-        if "purpose" not in call.rec.form:
-            raise _missing("purpose")
-        file_id = "file-" + _random(24)
-        filename, content = call.rec.files["file"]
-        self.files[file_id] = (filename, call.rec.form["purpose"], content)
-        return self._json(call, self._file_obj(file_id))
-
-    async def _file_list(self, call: _Call) -> web.StreamResponse:
-        data = [self._file_obj(i) for i in self.files]
-        return self._json(call, {"object": "list", "data": data, "has_more": False})
-
-    async def _file_content(self, call: _Call) -> web.StreamResponse:
-        file_id, _, rest = call.request.path.removeprefix("/v1/files/").partition("/")
-        if file_id not in self.files:
-            raise _ApiError(404, f"No such File object: {file_id}", param="id")
-        if rest != "content":
-            return self._json(call, self._file_obj(file_id))
-        headers = self._headers(call, "application/octet-stream")
-        headers["Content-Disposition"] = f'attachment; filename="{self.files[file_id][0]}"'
-        return web.Response(body=self.files[file_id][2], headers=headers)
-
-    async def _moderation(self, call: _Call) -> web.StreamResponse:
-        body = _optional_model_body(call.rec, "input")
-        text = body["input"] if isinstance(body["input"], str) else " ".join(body["input"])
-        flagged = "kill" in text
-        result = {
-            "flagged": flagged,
-            "categories": {"violence": flagged, "hate": False},
-            "category_scores": {"violence": 0.91 if flagged else 0.01, "hate": 0.0},
-            "category_applied_input_types": {"violence": ["text"], "hate": ["text"]},
-        }
-        model = body.get("model", "omni-moderation-latest")
-        return self._json(call, {"id": "modr-" + _random(8), "model": model, "results": [result]})
-
-    async def _image(self, call: _Call) -> web.StreamResponse:
-        body = _optional_model_body(call.rec, "prompt")
-        picture = base64.b64encode(_noise(body["prompt"], 64)).decode()
-        usage = {
-            "input_tokens": 10,
-            "output_tokens": 272,
-            "total_tokens": 282,
-            "input_tokens_details": {"text_tokens": 10, "image_tokens": 0},
-        }
-        return self._json(
-            call, {"created": _now(), "data": [{"b64_json": picture}], "usage": usage}
-        )
-
 
 # -- helpers --------------------------------------------------------------------------------
 
@@ -625,15 +553,6 @@ def _parse_multipart(
         else:
             files[name] = (filename, content)
     return form, files
-
-
-def _optional_model_body(rec: Recorded, required: str) -> dict[str, Any]:
-    """A JSON body whose ``model`` may be left out (moderations, images)."""
-    if not isinstance(rec.json, dict):
-        raise _ApiError(400, _BAD_JSON)
-    if required not in rec.json:
-        raise _missing(required)
-    return rec.json
 
 
 def _json_body(rec: Recorded, *required: str) -> dict[str, Any]:
