@@ -30,7 +30,7 @@ from providers._upstream import StreamAttempt, Upstream, forwardable_headers
 from providers.base import Call, EventStream, JSONReply, ModelInfo, Reply
 from providers.bedrock import embed
 from providers.bedrock.auth import CredentialSource, env_credentials, sign, static_credentials
-from providers.bedrock.errors import error_from_body, map_error
+from providers.bedrock.errors import PassedOnError, error_from_body, map_error
 from providers.bedrock.inbound import CONVERSE, NativeConverse
 from providers.bedrock.messages import image_urls
 from providers.bedrock.response import from_converse, usage_of
@@ -237,10 +237,12 @@ class BedrockProvider(CountingProvider):
     ) -> AsyncGenerator[list[bytes], None]:
         """The stream's bytes, one batch per read, as Bedrock sent them; the usage is read from
         its ``metadata`` event. An exception before anything was passed on is raised (the
-        request may still fall back); later it reaches the client as Bedrock sent it."""
+        request may still fall back); later it reaches the client as Bedrock sent it, and is
+        raised after it as a :class:`PassedOnError` (the stream is over, the failure logged)."""
         reader = FrameReader(self.name)
         read = resp.content.readany
         started = ended = False
+        failed: UpstreamError | None = None
         while True:
             with guard:
                 chunk = await read()
@@ -249,8 +251,9 @@ class BedrockProvider(CountingProvider):
             for frame in reader.feed(chunk):
                 if frame.kind != "event":
                     ended = True
+                    failed = self._frame_error(frame)
                     if not started:
-                        raise self._frame_error(frame)
+                        raise failed
                 elif frame.name == "metadata":
                     ended = True
                     try:
@@ -262,6 +265,14 @@ class BedrockProvider(CountingProvider):
                 guard.first_event()
                 started = True
             yield [chunk]
+            if failed is not None:
+                raise PassedOnError(
+                    failed.message,
+                    status=failed.status,
+                    provider=self.name,
+                    type=failed.type,
+                    code=failed.code,
+                )
         if not ended:
             raise stream_cut(self.name)
 

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from middlewares.decode import decode_body
 from providers.base import EventStream, JSONReply
+from providers.bedrock.errors import PassedOnError
 from providers.bedrock.eventstream import CONTENT_TYPE
 from providers.bedrock.inbound import CONVERSE, ConverseInput, NativeConverse, to_chat
 from providers.bedrock.outbound import (
@@ -257,8 +258,9 @@ async def _stream(
     except GatewayError as exc:
         log.warning("stream_failed", status=exc.status, error_type=exc.type, error=exc.message)
         outcome.failures.append(f"{target.label}: {exc.status} {exc.type} mid-stream")
-        with contextlib.suppress(ConnectionError):
-            await response.write(stream_exception(exc))
+        if not isinstance(exc, PassedOnError):
+            with contextlib.suppress(ConnectionError):
+                await response.write(stream_exception(exc))
     except ConnectionError:
         outcome.client_disconnected = True
         return response

@@ -194,7 +194,8 @@ async def test_native_error_keeps_bedrock_exception(gateway: Gateway, bedrock: F
 
 
 async def test_native_stream_exception_mid_stream(gateway: Gateway, bedrock: FakeBedrock) -> None:
-    """An exception Bedrock sends after the first events reaches boto3 as that exception."""
+    """An exception Bedrock sends after the first events reaches boto3 as Bedrock sent it, and
+    the log line records the failure."""
     bedrock.script(
         BedrockTurn(
             exception="modelStreamErrorException",
@@ -203,10 +204,12 @@ async def test_native_stream_exception_mid_stream(gateway: Gateway, bedrock: Fak
             gap_s=0.05,  # the exception arrives in a later read than the events before it
         )
     )
-    with pytest.raises(EventStreamError) as info:
+    with capture_logs() as logs, pytest.raises(EventStreamError) as info:
         await converse_stream(runtime(gateway), modelId=CLAUDE, messages=USER)
     assert info.value.response["Error"]["Code"] == "modelStreamErrorException"
     assert info.value.response["Error"]["Message"] == "The model stopped responding."
+    (line,) = [e for e in logs if e["event"] == "request"]
+    assert line["failures"] == [f"bedrock/{CLAUDE}: 424 api_error mid-stream"]
 
 
 async def test_native_stream_exception_first_falls_back(
