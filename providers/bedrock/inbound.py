@@ -6,8 +6,9 @@ How Converse maps to the unified (OpenAI) shape:
 - ``system`` blocks become one system message; a ``cachePoint`` after a text block becomes that
   part's ``cache_control`` (Anthropic's prompt caching, which the translations honour);
 - a user turn's ``toolResult`` blocks become ``tool`` messages (first, as OpenAI wants them right
-  after the assistant's calls), its other blocks one user message; images and documents become
-  ``data:`` URLs, audio an ``input_audio`` part;
+  after the assistant's calls; a result with ``status: error`` says so in its text, as OpenAI's
+  tool messages have no error flag), its other blocks one user message; images and documents
+  become ``data:`` URLs, audio an ``input_audio`` part;
 - an assistant turn's ``toolUse`` blocks become tool calls, its ``reasoningContent`` thinking
   blocks (text and signature, or redacted data) sent back as they came;
 - ``toolConfig`` becomes function tools (``toolChoice`` auto, any, tool: auto, required, a named
