@@ -19,11 +19,18 @@ from collections.abc import AsyncGenerator
 import aiohttp
 import msgspec
 
+from providers._forward import PASSTHROUGH, ForwardRequest, SSEUsage, json_usage
 from providers._openai_compat import INPUT_TOKENS, OpenAICompatProvider, map_error
 from providers._sse import SSEParser
-from providers._upstream import StreamAttempt, Upstream, forwardable_headers
-from providers.base import Call, EventStream, Reply
-from proxy.errors import UpstreamError
+from providers._upstream import (
+    Attempt,
+    StreamAttempt,
+    Upstream,
+    forwardable_headers,
+    release_when_done,
+)
+from providers.base import ByteStream, Call, EventStream, JSONReply, Reply
+from proxy.errors import InvalidRequestError, UpstreamError
 from proxy.operations import GATEWAY_FIELDS
 from proxy.schemas.common import BilledUsage
 
@@ -152,7 +159,77 @@ def _count_body(raw: dict[str, msgspec.Raw], model: msgspec.Raw) -> bytes:
 
 class ResponsesProvider(OpenAICompatProvider):
     """An OpenAI-wire provider whose upstream also serves the Responses API and its input-token
-    count (OpenAI; Azure OpenAI subclasses it)."""
+    count (OpenAI; Azure OpenAI subclasses it), and every other endpoint of OpenAI's API
+    through a transparent forward (``/openai/v1/...``, ``providers._forward``)."""
+
+    async def send(self, call: Call) -> Reply:
+        if call.inbound.op.name == PASSTHROUGH:
+            return await self.forward(call)
+        return await super().send(call)
+
+    def forward_url(self, path: str, query: str) -> str:
+        """The upstream URL of ``path`` (under the API root) with the client's query."""
+        url = f"{self._base}/{path}"
+        return f"{url}?{query}" if query else url
+
+    async def forward(self, call: Call) -> Reply:
+        """The client's request sent on as it came, with this provider's key; the answer
+        passed back as it comes (module docstring of ``providers._forward``)."""
+        req = call.inbound.typed
+        assert isinstance(req, ForwardRequest)
+        model = call.target.model
+        try:
+            key = self._keys.choose(model, call.avoid_key) if model else self._keys.any_key()
+        except LookupError:
+            raise InvalidRequestError(
+                f"No API key of provider `{self.name}` is allowed to use model `{model}`.",
+                param="model",
+                code="model_not_allowed",
+            ) from None
+        call.key = key
+        # The client's ``accept`` and content type win over the provider's defaults.
+        headers = {**self._headers[key or 0], **req.headers}
+        timeout = self._timeouts.body(call.timeout_s)
+        url = self.forward_url(req.path, req.query)
+        resp = await self._open(req.method, url, headers, timeout, req.body)
+        passed = forwardable_headers(resp.headers)
+        content_type = resp.headers.get("Content-Type", "application/octet-stream")
+        if resp.content_type == "application/json":
+            try:
+                data = await Upstream.read(resp, self.name, timeout)
+            finally:
+                resp.release()
+            return JSONReply(body=data, usage=json_usage(data), headers=passed)
+        if resp.content_type == "text/event-stream":
+            passed["Content-Type"] = content_type
+            return EventStream(
+                lambda stream: self._forwarded_events(resp, stream, timeout),
+                close=release_when_done(resp),
+                headers=passed,
+            )
+        return ByteStream(
+            Upstream.chunks(resp, self.name, timeout),
+            content_type=content_type,
+            close=release_when_done(resp),
+            headers=passed,
+        )
+
+    async def _forwarded_events(
+        self, resp: aiohttp.ClientResponse, stream: EventStream, timeout: Attempt
+    ) -> AsyncGenerator[list[bytes], None]:
+        """An event stream's bytes, one batch per read, as they came; its usage read on the
+        way (the usage of a stream cut short is what it had reported)."""
+        usage = SSEUsage()
+        read = resp.content.readany
+        while True:
+            with timeout:
+                chunk = await read()
+            usage.feed(chunk)
+            if usage.usage is not None:
+                stream.usage = usage.usage
+            if not chunk:
+                return
+            yield [chunk]
 
     async def _respond(self, call: Call, url: str, key: int, model: str) -> Reply:
         inbound = call.inbound

@@ -39,6 +39,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import msgspec
 
+from providers._forward import PASSTHROUGH
 from providers._keys import KeyRing
 from providers._openai_compat import ALL_OPERATIONS, INPUT_TOKENS, PATHS, CompatSpec, ParamRule
 from providers._openai_responses import ResponsesProvider
@@ -125,7 +126,7 @@ def _spec(endpoint: Endpoint) -> CompatSpec:
         ops = {"chat_completion", "embedding", "responses"}
         if endpoint.api_version == "preview":
             ops |= {"speech", "transcription"}
-        return CompatSpec(base_url=None, auth="api-key", operations=frozenset(ops))
+        return CompatSpec(base_url=None, auth="api-key", operations=frozenset({*ops, PASSTHROUGH}))
     date = (endpoint.api_version or DEFAULT_API_VERSION)[:10]
     drop = set(_NOT_IN_DATED)
     rejected: list[ParamRule] = []
@@ -150,7 +151,9 @@ def _spec(endpoint: Endpoint) -> CompatSpec:
         base_url=None,
         auth="api-key",
         # Before RESPONSES_SINCE, Azure has no Responses API: the gateway serves it through chat.
-        operations=ALL_OPERATIONS | ({"responses"} if date >= RESPONSES_SINCE[:10] else set()),
+        operations=ALL_OPERATIONS
+        | {PASSTHROUGH}
+        | ({"responses"} if date >= RESPONSES_SINCE[:10] else set()),
         drop_params=frozenset(drop),
         renames=renames,
         rejected=tuple(rejected),
@@ -394,6 +397,16 @@ class AzureOpenAIProvider(ResponsesProvider):
             if len(self._deployment_urls) < 4096:
                 self._deployment_urls[deployment, op] = url
         return deployment, url
+
+    def forward_url(self, path: str, query: str) -> str:
+        """With a dated API version, the request names it (``api-version``) unless the client
+        did: Azure's dated API serves files, batches and fine-tuning at
+        ``{endpoint}/openai/{path}?api-version=...``."""
+        url = super().forward_url(path, query)
+        if self._endpoint.v1 or "api-version=" in query:
+            return url
+        version = self._endpoint.api_version or DEFAULT_API_VERSION
+        return f"{url}{'&' if query else '?'}api-version={version}"
 
     async def _open(
         self,

@@ -19,7 +19,7 @@ import msgspec
 from providers.bedrock.wire import ErrorBody
 from proxy.errors import UpstreamError
 
-__all__ = ["error_from_body", "map_error"]
+__all__ = ["PassedOnError", "error_from_body", "map_error"]
 
 _body = msgspec.json.Decoder(ErrorBody).decode
 
@@ -49,6 +49,11 @@ _KINDS: dict[str, _Kind] = {
     "InternalServerException": _Kind(500, "api_error", True),
     "ServiceUnavailableException": _Kind(503, "overloaded_error", True),
 }
+
+
+class PassedOnError(UpstreamError):
+    """An exception Bedrock sent mid-stream that already reached the client as Bedrock sent it
+    (a ``/bedrock`` stream passed on byte for byte): the stream ends, nothing more is sent."""
 
 
 def _name(raw: str | None) -> str | None:

@@ -1,12 +1,15 @@
 """The Bedrock provider: Converse for chat, CountTokens for input-token counts, InvokeModel for
-embeddings; signed or bearer-keyed."""
+embeddings; signed or bearer-keyed. It also serves the ``/bedrock`` routes' Converse requests
+natively (``bedrock_converse``): the client's body re-signed and sent as it came, the answer
+returned as Bedrock sent it (a stream read by network read, passed on byte for byte), with the
+usage read from it for accounting."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -15,18 +18,31 @@ import msgspec
 
 from providers._counting import CountingProvider
 from providers._keys import KeyRing
-from providers._translated import EmbeddingResult, Prepared, embedding_body, embedding_inputs
+from providers._translated import (
+    EmbeddingResult,
+    Prepared,
+    embedding_body,
+    embedding_inputs,
+    stream_cut,
+)
 from providers._types import BuildContext
-from providers._upstream import StreamAttempt, Upstream
-from providers.base import Call, JSONReply, ModelInfo, Reply
+from providers._upstream import StreamAttempt, Upstream, forwardable_headers
+from providers.base import Call, EventStream, JSONReply, ModelInfo, Reply
 from providers.bedrock import embed
 from providers.bedrock.auth import CredentialSource, env_credentials, sign, static_credentials
-from providers.bedrock.errors import map_error
+from providers.bedrock.errors import PassedOnError, error_from_body, map_error
+from providers.bedrock.inbound import CONVERSE, NativeConverse
 from providers.bedrock.messages import image_urls
-from providers.bedrock.response import from_converse
+from providers.bedrock.response import from_converse, usage_of
 from providers.bedrock.stream import BedrockStream, Frame, FrameReader
 from providers.bedrock.translate import count_request, model_family, to_converse
-from providers.bedrock.wire import ConverseRequest, ConverseResponse, CountTokensResponse
+from providers.bedrock.wire import (
+    ConverseRequest,
+    ConverseResponse,
+    CountTokensResponse,
+    MetadataEvent,
+    TokenUsage,
+)
 from proxy.config import KeyConfig, ProviderConfig
 from proxy.errors import GatewayError, InvalidRequestError, UpstreamError
 from proxy.schemas.chat import ChatCompletion, ChatRequest
@@ -38,6 +54,14 @@ __all__ = ["BedrockProvider", "build"]
 _T = TypeVar("_T")
 _converse = msgspec.json.Decoder(ConverseResponse).decode
 _count_answer = msgspec.json.Decoder(CountTokensResponse).decode
+_metadata = msgspec.json.Decoder(MetadataEvent).decode
+
+
+class _UsageOnly(msgspec.Struct):
+    usage: TokenUsage = msgspec.field(default_factory=TokenUsage)
+
+
+_usage_only = msgspec.json.Decoder(_UsageOnly).decode
 _encode = msgspec.json.Encoder().encode
 _JSON = "application/json"
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
@@ -66,7 +90,7 @@ class BedrockProvider(CountingProvider):
             settings,
             upstream,
             keys,
-            operations=frozenset({"chat_completion", "embedding"}),
+            operations=frozenset({"chat_completion", "embedding", CONVERSE}),
             proxy=proxy,
             secrets=secrets,
         )
@@ -166,10 +190,103 @@ class BedrockProvider(CountingProvider):
     # --- embeddings -------------------------------------------------------------------------
 
     async def send(self, call: Call) -> Reply:
-        if call.inbound.op.name != "embedding":
+        op = call.inbound.op.name
+        if op == CONVERSE:
+            return await self._native(call, self._key_index(call))
+        if op != "embedding":
             return await super().send(call)
         key = self._key_index(call)
         return await self._embeddings(call.inbound.typed, call.target.model, key, call.timeout_s)
+
+    # --- native Converse (the /bedrock routes) ------------------------------------------------
+
+    async def _native(self, call: Call, key: int | None) -> Reply:
+        native = call.inbound.typed
+        assert isinstance(native, NativeConverse)
+        model = self.upstream_model(call.target.model)
+        stream = call.inbound.stream
+        url = self.url(model, "converse-stream" if stream else "converse")
+        prepared = await self._prepared(url, native.body, key)
+        if not stream:
+            data, headers = await self.fetch(prepared, call.timeout_s)
+            try:
+                usage: BilledUsage | None = BilledUsage.from_usage(
+                    usage_of(_usage_only(data).usage)
+                )
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                raise self.bad_response("Converse response") from None
+            return JSONReply(body=data, usage=usage, headers=headers)
+        guard = self.timeouts.stream(call.timeout_s)
+        resp = await self.open(prepared, guard)
+        if resp.content_type != _EVENT_STREAM:
+            guard.stop()
+            resp.release()
+            raise UpstreamError(
+                f"{self.name}: expected an event stream, got `{resp.content_type}`.",
+                status=502,
+                provider=self.name,
+            )
+        return EventStream(
+            lambda stream: self._passed_on(resp, guard, stream),
+            close=guard.close,
+            headers=forwardable_headers(resp.headers),
+        )
+
+    async def _passed_on(
+        self, resp: aiohttp.ClientResponse, guard: StreamAttempt, stream: EventStream
+    ) -> AsyncGenerator[list[bytes], None]:
+        """The stream's bytes, one batch per read, as Bedrock sent them; the usage is read from
+        its ``metadata`` event. An exception before anything was passed on is raised (the
+        request may still fall back); later it reaches the client as Bedrock sent it, and is
+        raised after it as a :class:`PassedOnError` (the stream is over, the failure logged)."""
+        reader = FrameReader(self.name)
+        read = resp.content.readany
+        started = ended = False
+        failed: UpstreamError | None = None
+        while True:
+            with guard:
+                chunk = await read()
+            if not chunk:
+                break
+            for frame in reader.feed(chunk):
+                if frame.kind != "event":
+                    ended = True
+                    failed = self._frame_error(frame)
+                    if not started:
+                        raise failed
+                elif frame.name == "metadata":
+                    ended = True
+                    try:
+                        usage = usage_of(_metadata(frame.payload).usage)
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        raise self.bad_response("`metadata` event") from None
+                    stream.usage = BilledUsage.from_usage(usage)
+            if not started:
+                guard.first_event()
+                started = True
+            yield [chunk]
+            if failed is not None:
+                raise PassedOnError(
+                    failed.message,
+                    status=failed.status,
+                    provider=self.name,
+                    type=failed.type,
+                    code=failed.code,
+                )
+        if not ended:
+            raise stream_cut(self.name)
+
+    def _frame_error(self, frame: Frame) -> UpstreamError:
+        if frame.kind == "exception":
+            return error_from_body(
+                frame.name, 502, frame.payload, provider=self.name, scrub=self.scrub
+            )
+        return UpstreamError(
+            f"{self.name}: {self.scrub(frame.message or frame.name)}",
+            status=502,
+            provider=self.name,
+            code=frame.name or None,
+        )
 
     async def _embeddings(
         self, req: EmbeddingRequest, name: str, key: int | None, cap: float | None
