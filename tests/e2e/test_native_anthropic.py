@@ -1,0 +1,664 @@
+"""The ``/anthropic`` routes through the official anthropic SDK, with Anthropic (native), OpenAI
+and Gemini (translated) behind them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import pytest
+
+from tests.conftest import Gateway, MakeGateway, provider_for
+from tests.fakes.anthropic import AnthropicTurn, FakeAnthropic
+from tests.fakes.gemini import API_KEY as GEMINI_KEY
+from tests.fakes.gemini import FakeGemini
+from tests.fakes.openai import Behavior, FakeOpenAI
+from tests.fakes.script import ToolCallSpec, Turn
+
+ANT_KEY = "sk-ant-fake-native"
+MASTER = "sk-gateway-master"
+CLAUDE = "claude-sonnet-4-5-20250929"
+USER: list[Any] = [{"role": "user", "content": "Hi"}]
+WEATHER = {
+    "name": "get_weather",
+    "description": "Current weather for a city.",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+@dataclass
+class Env:
+    ant: FakeAnthropic
+    openai: FakeOpenAI
+    gemini: FakeGemini
+    gateway: Gateway
+    sdk: anthropic.AsyncAnthropic
+
+    def url(self, path: str) -> str:
+        return str(self.gateway.client.make_url(path))
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[tuple[FakeAnthropic, FakeGemini]]:
+    ant = await FakeAnthropic(api_key=ANT_KEY).start()
+    gemini = await FakeGemini().start()
+    try:
+        yield ant, gemini
+    finally:
+        await ant.close()
+        await gemini.close()
+
+
+def _config(ant: FakeAnthropic, gemini: FakeGemini, openai: FakeOpenAI, **extra: Any) -> Any:
+    return {
+        "auth": {"master_key": MASTER},
+        "providers": {
+            "anthropic": {"base_url": ant.base_url, "keys": [{"value": ANT_KEY}]},
+            "openai": provider_for(openai),
+            "gemini": {"base_url": gemini.base_url, "keys": [{"value": GEMINI_KEY}]},
+        },
+        **extra,
+    }
+
+
+@pytest.fixture
+async def env(
+    make_gateway: MakeGateway, fakes: tuple[FakeAnthropic, FakeGemini], fake_openai: FakeOpenAI
+) -> AsyncIterator[Env]:
+    ant, gemini = fakes
+    gateway = await make_gateway(_config(ant, gemini, fake_openai))
+    base = str(gateway.client.make_url("/anthropic"))
+    sdk = anthropic.AsyncAnthropic(base_url=base, api_key=MASTER, max_retries=0)
+    try:
+        yield Env(ant, fake_openai, gemini, gateway, sdk)
+    finally:
+        await sdk.close()
+
+
+def _events(raw: bytes) -> list[str]:
+    """The event names of an SSE body, in order."""
+    return [
+        line.removeprefix(b"event: ").decode()
+        for line in raw.split(b"\n")
+        if line.startswith(b"event: ")
+    ]
+
+
+# --- native -------------------------------------------------------------------------------
+
+
+async def test_native_create_forwards_the_body_as_sent(env: Env) -> None:
+    """A bare Claude model goes to Anthropic with the client's body field for field
+    (cache_control, metadata, top_k), and the message comes back as Anthropic sent it."""
+    env.ant.script(Turn(text="Hello there", prompt_tokens=40, cached_tokens=30))
+    system = [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
+    msg = await env.sdk.messages.create(
+        model=CLAUDE,
+        max_tokens=256,
+        system=system,  # type: ignore[arg-type]
+        messages=USER,
+        metadata={"user_id": "u-1"},
+        extra_body={"top_k": 5},
+        extra_headers={"anthropic-beta": "prompt-caching-2024-07-31"},
+    )
+    sent = env.ant.requests[-1]
+    assert sent.json == {
+        "model": CLAUDE,
+        "max_tokens": 256,
+        "system": system,
+        "messages": USER,
+        "top_k": 5,
+        "metadata": {"user_id": "u-1"},
+    }
+    assert sent.headers["x-api-key"] == ANT_KEY
+    assert "prompt-caching-2024-07-31" in sent.headers["anthropic-beta"]
+    assert msg.content[0].type == "text"
+    assert msg.content[0].text == "Hello there"
+    assert msg.usage.cache_read_input_tokens == 30
+    assert msg.usage.input_tokens == 10
+    assert msg.stop_reason == "end_turn"
+
+
+async def test_native_stream_passes_events_through(env: Env) -> None:
+    """A native stream reaches the SDK event for event: thinking with its signature, text, a
+    tool call's input built from input_json_delta, and the usage of message_delta."""
+    env.ant.script(
+        Turn(
+            text="Let me check.",
+            reasoning="The user wants weather.",
+            tool_calls=[ToolCallSpec("toolu_1", "get_weather", '{"city": "Paris"}')],
+            completion_tokens=17,
+        )
+    )
+    async with env.sdk.messages.stream(
+        model=CLAUDE,
+        max_tokens=4096,
+        thinking={"type": "enabled", "budget_tokens": 2048},
+        tools=[WEATHER],  # type: ignore[list-item]
+        messages=USER,
+    ) as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_message()
+    assert kinds[0] == "message_start"
+    assert kinds[-1] == "message_stop"
+    assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]
+    assert final.content[0].signature == "sig-fake-0001"  # type: ignore[union-attr]
+    assert final.content[2].input == {"city": "Paris"}  # type: ignore[union-attr]
+    assert final.stop_reason == "tool_use"
+    assert final.usage.output_tokens == 17
+
+
+async def test_native_stream_bytes_are_anthropics(env: Env) -> None:
+    """The native stream's bytes are Anthropic's events (message_start first, its ping with
+    it), whole and in order."""
+    env.ant.script(Turn(text="abc", pieces=3))
+    resp = await env.gateway.client.post(
+        "/anthropic/v1/messages",
+        json={"model": CLAUDE, "max_tokens": 10, "messages": USER, "stream": True},
+        headers={"x-api-key": MASTER},
+    )
+    raw = await resp.read()
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    assert resp.headers["x-thruway-provider"] == "anthropic"
+    assert _events(raw) == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,' in raw
+
+
+async def test_native_thinking_and_tools_across_turns(env: Env) -> None:
+    """A tool-use turn with thinking, sent back with its signed thinking block and the tool's
+    result, is accepted by Anthropic (which checks the signature) through the gateway."""
+    call = ToolCallSpec("toolu_9", "get_weather", '{"city": "Oslo"}')
+    env.ant.script(Turn(text="", reasoning="Need weather.", tool_calls=[call]), Turn(text="Cold."))
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    first = await env.sdk.messages.create(
+        model=CLAUDE,
+        max_tokens=2048,
+        thinking=thinking,  # type: ignore[arg-type]
+        tools=[WEATHER],  # type: ignore[list-item]
+        messages=USER,
+    )
+    history = [
+        *USER,
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "-3 C"}],
+        },
+    ]
+    second = await env.sdk.messages.create(
+        model=CLAUDE,
+        max_tokens=2048,
+        thinking=thinking,  # type: ignore[arg-type]
+        tools=[WEATHER],  # type: ignore[list-item]
+        messages=history,
+    )
+    assert second.content[-1].text == "Cold."  # type: ignore[union-attr]
+    assert env.ant.requests[-1].json["messages"][1]["content"][0]["signature"] == "sig-fake-0001"
+
+
+async def test_bearer_key_is_accepted(env: Env) -> None:
+    """The gateway key may come as ``Authorization: Bearer`` (``auth_token`` in the SDK)."""
+    sdk = anthropic.AsyncAnthropic(base_url=env.url("/anthropic"), auth_token=MASTER, max_retries=0)
+    try:
+        msg = await sdk.messages.create(model=CLAUDE, max_tokens=10, messages=USER)
+    finally:
+        await sdk.close()
+    assert msg.content[0].type == "text"
+    assert env.ant.requests[-1].headers["x-api-key"] == ANT_KEY
+
+
+# --- translated -----------------------------------------------------------------------------
+
+
+async def test_openai_create_translates_both_ways(env: Env) -> None:
+    """An OpenAI model gets the unified chat request (system message, max_completion_tokens,
+    stop, reasoning effort from the thinking budget) and the answer is Anthropic's message."""
+    env.openai.enqueue(Behavior(content="Bonjour", usage=(21, 4), cached_tokens=5))
+    msg = await env.sdk.messages.create(
+        model="openai/gpt-4o-mini",
+        max_tokens=300,
+        system="Answer in French.",
+        stop_sequences=["END"],
+        extra_body={"temperature": 0.5},
+        thinking={"type": "enabled", "budget_tokens": 8000},
+        messages=USER,
+    )
+    sent = env.openai.requests[-1].json
+    assert sent["messages"] == [
+        {"role": "system", "content": "Answer in French."},
+        {"role": "user", "content": "Hi"},
+    ]
+    assert sent["model"] == "gpt-4o-mini"
+    assert (sent["max_completion_tokens"], sent["stop"], sent["temperature"]) == (300, ["END"], 0.5)
+    assert sent["reasoning_effort"] == "medium"
+    assert msg.model == "openai/gpt-4o-mini"
+    assert msg.content[0].type == "text"
+    assert msg.content[0].text == "Bonjour"
+    assert msg.id.startswith("msg_")
+    assert (msg.usage.input_tokens, msg.usage.cache_read_input_tokens) == (16, 5)
+    assert msg.usage.output_tokens == 4
+    assert msg.stop_reason == "end_turn"
+
+
+async def test_openai_tool_use_across_turns(env: Env) -> None:
+    """A tool call from OpenAI is a tool_use block; the tool_result sent back becomes a tool
+    message right after the assistant's tool call."""
+    env.openai.enqueue(
+        Behavior(
+            content="",
+            tool_calls=[{"id": "call_1", "name": "get_weather", "arguments": '{"city":"Rome"}'}],
+        ),
+        Behavior(content="Sunny in Rome."),
+    )
+    first = await env.sdk.messages.create(
+        model="openai/gpt-4o-mini",
+        max_tokens=100,
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice={"type": "any", "disable_parallel_tool_use": True},
+        messages=USER,
+    )
+    assert first.stop_reason == "tool_use"
+    use = first.content[-1]
+    assert use.type == "tool_use"
+    assert use.input == {"city": "Rome"}
+    assert use.id == "call_1"
+    sent = env.openai.requests[-1].json
+    assert sent["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Current weather for a city.",
+                "parameters": WEATHER["input_schema"],
+            },
+        }
+    ]
+    assert (sent["tool_choice"], sent["parallel_tool_calls"]) == ("required", False)
+    history = [
+        *USER,
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "call_1", "content": "25 C"},
+                {"type": "text", "text": "And tomorrow?"},
+            ],
+        },
+    ]
+    second = await env.sdk.messages.create(
+        model="openai/gpt-4o-mini",
+        max_tokens=100,
+        tools=[WEATHER],
+        messages=history,  # type: ignore[list-item]
+    )
+    assert second.content[0].text == "Sunny in Rome."  # type: ignore[union-attr]
+    roles = [(m["role"], m.get("tool_call_id")) for m in env.openai.requests[-1].json["messages"]]
+    assert roles == [("user", None), ("assistant", None), ("tool", "call_1"), ("user", None)]
+    assistant = env.openai.requests[-1].json["messages"][1]
+    assert assistant["tool_calls"][0]["function"] == {
+        "name": "get_weather",
+        "arguments": '{"city":"Rome"}',
+    }
+
+
+async def test_openai_stream_with_tool_calls(env: Env) -> None:
+    """An OpenAI stream becomes Anthropic's event sequence: one tool_use block per call, fed
+    by input_json_delta, then message_delta with the stop reason and usage."""
+    env.openai.enqueue(
+        Behavior(
+            tool_calls=[
+                {"id": "call_7", "name": "get_weather", "arguments": '{"city":"Lima"}'},
+                {"id": "call_8", "name": "get_weather", "arguments": '{"city":"Quito"}'},
+            ],
+            usage=(30, 9),
+        )
+    )
+    async with env.sdk.messages.stream(
+        model="openai/gpt-4o-mini",
+        max_tokens=100,
+        tools=[WEATHER],  # type: ignore[list-item]
+        messages=USER,
+    ) as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_message()
+    assert env.openai.requests[-1].json["stream_options"] == {"include_usage": True}
+    assert kinds[0] == "message_start"
+    assert kinds[-1] == "message_stop"
+    assert [(b.type, b.id, b.input) for b in final.content] == [  # type: ignore[union-attr]
+        ("tool_use", "call_7", {"city": "Lima"}),
+        ("tool_use", "call_8", {"city": "Quito"}),
+    ]
+    assert final.stop_reason == "tool_use"
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (30, 9)
+
+
+async def test_translated_stream_exact_bytes(env: Env) -> None:
+    """The translated stream's bytes, event for event."""
+    env.openai.enqueue(Behavior(content="Hey", deltas=["H", "ey"], usage=(3, 2)))
+    resp = await env.gateway.client.post(
+        "/anthropic/v1/messages",
+        json={"model": "openai/gpt-4o-mini", "max_tokens": 5, "messages": USER, "stream": True},
+        headers={"x-api-key": MASTER, "x-request-id": "req-fixed-1"},
+    )
+    raw = await resp.read()
+    assert raw == (
+        b"event: message_start\n"
+        b'data: {"type":"message_start","message":{"type":"message","id":"msg_req-fixed-1",'
+        b'"model":"openai/gpt-4o-mini","content":[],"stop_reason":null,"stop_sequence":null,'
+        b'"usage":{"input_tokens":0,"output_tokens":0,"cache_creation_input_tokens":0,'
+        b'"cache_read_input_tokens":0},"role":"assistant"}}\n\n'
+        b"event: content_block_start\n"
+        b'data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'
+        b"\n\n"
+        b"event: content_block_delta\n"
+        b'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"H"}}'
+        b"\n\n"
+        b"event: content_block_delta\n"
+        b'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"ey"}}'
+        b"\n\n"
+        b"event: content_block_stop\n"
+        b'data: {"type":"content_block_stop","index":0}\n\n'
+        b"event: message_delta\n"
+        b'data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},'
+        b'"usage":{"input_tokens":3,"output_tokens":2,"cache_creation_input_tokens":0,'
+        b'"cache_read_input_tokens":0}}\n\n'
+        b"event: message_stop\n"
+        b'data: {"type":"message_stop"}\n\n'
+    )
+
+
+async def test_gemini_create_and_stream_with_thinking(env: Env) -> None:
+    """A Gemini model answers through translation: its thoughts come back as a thinking block
+    (whole and streamed), its text as text."""
+    env.gemini.script(
+        Turn(text="Blue.", reasoning="Sky color.", reasoning_tokens=3, completion_tokens=8),
+        Turn(text="Blue again.", reasoning="Still sky.", reasoning_tokens=3, completion_tokens=8),
+    )
+    thinking = {"type": "enabled", "budget_tokens": 20000}
+    msg = await env.sdk.messages.create(
+        model="gemini/gemini-2.5-flash",
+        max_tokens=3000,
+        thinking=thinking,  # type: ignore[arg-type]
+        messages=USER,
+    )
+    assert [b.type for b in msg.content] == ["thinking", "text"]
+    assert msg.content[0].thinking == "Sky color."  # type: ignore[union-attr]
+    assert msg.content[1].text == "Blue."  # type: ignore[union-attr]
+    config = env.gemini.requests[-1].json["generationConfig"]
+    assert config["maxOutputTokens"] == 3000
+    async with env.sdk.messages.stream(
+        model="gemini/gemini-2.5-flash",
+        max_tokens=3000,
+        thinking=thinking,  # type: ignore[arg-type]
+        messages=USER,
+    ) as stream:
+        text = "".join([t async for t in stream.text_stream])
+        final = await stream.get_final_message()
+    assert text == "Blue again."
+    assert final.content[0].type == "thinking"
+    assert final.content[0].thinking == "Still sky."
+
+
+async def test_gemini_tool_use_across_turns(env: Env) -> None:
+    """Gemini's function call is a tool_use block, and the tool_result goes back as its
+    functionResponse."""
+    env.gemini.script(
+        Turn(text="", tool_calls=[ToolCallSpec("c1", "get_weather", '{"city":"Kyiv"}')]),
+        Turn(text="Mild."),
+    )
+    first = await env.sdk.messages.create(
+        model="gemini/gemini-2.5-flash",
+        max_tokens=100,
+        tools=[WEATHER],  # type: ignore[list-item]
+        messages=USER,
+    )
+    use = first.content[-1]
+    assert use.type == "tool_use"
+    assert use.input == {"city": "Kyiv"}
+    history = [
+        *USER,
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "9 C"}],
+        },
+    ]
+    second = await env.sdk.messages.create(
+        model="gemini/gemini-2.5-flash",
+        max_tokens=100,
+        tools=[WEATHER],
+        messages=history,  # type: ignore[list-item]
+    )
+    assert second.content[0].text == "Mild."  # type: ignore[union-attr]
+    contents = env.gemini.requests[-1].json["contents"]
+    response = contents[-1]["parts"][0]["functionResponse"]
+    assert response["name"] == "get_weather"
+
+
+# --- count_tokens ---------------------------------------------------------------------------
+
+
+async def test_count_tokens_each_way(env: Env) -> None:
+    """Anthropic and Gemini count natively; OpenAI's count is the gateway's estimate, said to
+    be one."""
+    native = await env.sdk.messages.count_tokens(model=CLAUDE, messages=USER, system="Be kind")
+    # The fake counts words (1 + 2) and 3 per message.
+    assert native.input_tokens == 6
+    sent = env.ant.requests[-1]
+    assert sent.path == "/v1/messages/count_tokens"
+    assert sent.json == {"model": CLAUDE, "messages": USER, "system": "Be kind"}
+    gemini = await env.sdk.messages.count_tokens(model="gemini/gemini-2.5-flash", messages=USER)
+    assert gemini.input_tokens > 0
+    assert ":countTokens" in env.gemini.requests[-1].path
+    resp = await env.gateway.client.post(
+        "/anthropic/v1/messages/count_tokens",
+        json={"model": "openai/gpt-4o-mini", "messages": USER},
+        headers={"x-api-key": MASTER},
+    )
+    assert resp.status == 200
+    assert resp.headers["x-thruway-token-count"] == "estimated"
+    assert (await resp.json())["input_tokens"] > 0
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+async def test_models_list_in_anthropics_shape(env: Env) -> None:
+    """The model list pages in Anthropic's shape: Claude models by their bare ids, the
+    others as provider/model."""
+    page = await env.sdk.models.list(limit=2)
+    assert [m.id for m in page.data] == ["claude-opus-4-7", "claude-sonnet-4-5-20250929"]
+    assert page.has_more
+    assert page.last_id == "claude-sonnet-4-5-20250929"
+    every = [m.id async for m in await env.sdk.models.list(limit=3)]
+    assert "claude-haiku-4-5-20251001" in every
+    assert "gemini/gemini-2.5-flash" in every
+    assert any(m.startswith("openai/") for m in every)
+    one = await env.sdk.models.retrieve("claude-opus-4-7")
+    assert one.type == "model"
+    assert one.id == "claude-opus-4-7"
+    with pytest.raises(anthropic.NotFoundError):
+        await env.sdk.models.retrieve("claude-nope")
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+async def test_errors_are_the_sdks_exceptions(env: Env) -> None:
+    """Errors come in Anthropic's shape, raised by the SDK as its own exception classes."""
+    env.ant.script(
+        Turn(error="rate_limit"),
+        AnthropicTurn(native_error=(529, "overloaded_error", "Overloaded")),
+    )
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        await env.sdk.messages.create(model=CLAUDE, max_tokens=10, messages=USER)
+    assert limited.value.body == {
+        "type": "error",
+        "error": {"type": "rate_limit_error", "message": limited.value.body["error"]["message"]},  # type: ignore[index]
+    }
+    with pytest.raises(anthropic.OverloadedError):
+        await env.sdk.messages.create(model=CLAUDE, max_tokens=10, messages=USER)
+    env.openai.enqueue(Behavior(status=429))
+    with pytest.raises(anthropic.RateLimitError):
+        await env.sdk.messages.create(model="openai/gpt-4o-mini", max_tokens=10, messages=USER)
+    bad = anthropic.AsyncAnthropic(base_url=env.url("/anthropic"), api_key="wrong", max_retries=0)
+    try:
+        with pytest.raises(anthropic.AuthenticationError) as denied:
+            await bad.messages.create(model=CLAUDE, max_tokens=10, messages=USER)
+    finally:
+        await bad.close()
+    assert denied.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+
+
+async def test_bad_requests_name_the_fault(env: Env) -> None:
+    """A body that is not a Messages request, an unknown provider and a server tool for a
+    translated provider are 400s in Anthropic's shape; nothing reaches an upstream."""
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"model": CLAUDE, "messages": USER}, "max_tokens"),
+        ({"model": "nope/x", "max_tokens": 5, "messages": USER}, "Unknown provider `nope`"),
+        (
+            {
+                "model": "openai/gpt-4o",
+                "max_tokens": 5,
+                "messages": USER,
+                "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+            },
+            "server tool",
+        ),
+    ]
+    for body, words in cases:
+        resp = await env.gateway.client.post(
+            "/anthropic/v1/messages", json=body, headers={"x-api-key": MASTER}
+        )
+        assert resp.status == 400
+        got = await resp.json()
+        assert got["type"] == "error"
+        assert got["error"]["type"] == "invalid_request_error"
+        assert words in got["error"]["message"]
+    assert env.ant.requests == []
+    assert env.openai.requests == []
+
+
+async def test_bare_model_without_an_anthropic_provider(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI
+) -> None:
+    """A bare model name with no Anthropic provider configured is a 404 not_found_error that
+    names the providers there are."""
+    gateway = await make_gateway({"providers": {"openai": provider_for(fake_openai)}})
+    sdk = anthropic.AsyncAnthropic(
+        base_url=str(gateway.client.make_url("/anthropic")), api_key="x", max_retries=0
+    )
+    try:
+        with pytest.raises(anthropic.NotFoundError) as missing:
+            await sdk.messages.create(model=CLAUDE, max_tokens=5, messages=USER)
+    finally:
+        await sdk.close()
+    error = missing.value.body["error"]  # type: ignore[index]
+    assert error["type"] == "not_found_error"
+    assert "Configured providers: openai." in error["message"]
+
+
+# --- streams: failures, fallbacks, keep-alives --------------------------------------------
+
+
+async def _drain(sdk: anthropic.AsyncAnthropic) -> None:
+    async with sdk.messages.stream(model=CLAUDE, max_tokens=10, messages=USER) as stream:
+        async for _ in stream:
+            pass
+
+
+async def test_error_event_mid_stream(env: Env) -> None:
+    """An upstream failure after the first byte ends the stream with Anthropic's error
+    event, which the SDK raises."""
+    env.ant.script(
+        AnthropicTurn(
+            text="abcdef", pieces=6, stream_error="overloaded_error", stream_error_after=5
+        )
+    )
+    resp = await env.gateway.client.post(
+        "/anthropic/v1/messages",
+        json={"model": CLAUDE, "max_tokens": 10, "messages": USER, "stream": True},
+        headers={"x-api-key": MASTER},
+    )
+    raw = await resp.read()
+    assert raw.endswith(
+        b"event: error\n"
+        b'data: {"type":"error","error":{"type":"overloaded_error",'
+        b'"message":"anthropic: Overloaded"}}\n\n'
+    )
+    env.ant.script(
+        AnthropicTurn(text="abcdef", pieces=6, stream_error="api_error", stream_error_after=5)
+    )
+    with pytest.raises(anthropic.APIStatusError) as failed:
+        await _drain(env.sdk)
+    assert failed.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+
+
+async def test_overload_at_stream_start_falls_back(env: Env) -> None:
+    """Anthropic's overload error right after message_start is caught before the client has
+    a byte, and the request falls back to the next model, here OpenAI's."""
+    env.ant.script(AnthropicTurn(stream_error="overloaded_error", stream_error_after=1))
+    env.openai.enqueue(Behavior(content="From the fallback"))
+    async with env.sdk.messages.stream(
+        model=CLAUDE,
+        max_tokens=10,
+        messages=USER,
+        extra_body={"fallbacks": ["openai/gpt-4o-mini"]},
+    ) as stream:
+        text = "".join([t async for t in stream.text_stream])
+    assert text == "From the fallback"
+    assert "fallbacks" not in env.openai.requests[-1].json
+    assert len(env.ant.requests) == 1
+
+
+async def test_fallbacks_never_reach_anthropic(env: Env) -> None:
+    """The gateway's own ``fallbacks`` field is dropped from the native body."""
+    await env.sdk.messages.create(
+        model=CLAUDE, max_tokens=10, messages=USER, extra_body={"fallbacks": ["openai/gpt-4o"]}
+    )
+    assert "fallbacks" not in env.ant.requests[-1].json
+
+
+async def test_ping_keepalives_while_upstream_is_silent(
+    make_gateway: MakeGateway, fakes: tuple[FakeAnthropic, FakeGemini], fake_openai: FakeOpenAI
+) -> None:
+    """A silent upstream mid-stream gets Anthropic ``ping`` events to the client, between
+    whole events, and the SDK reads through them."""
+    ant, gemini = fakes
+    gateway = await make_gateway(
+        _config(ant, gemini, fake_openai, streaming={"keepalive_interval_s": 0.05})
+    )
+    ant.script(Turn(text="slow", pieces=2, gap_s=0.3))
+    resp = await gateway.client.post(
+        "/anthropic/v1/messages",
+        json={"model": CLAUDE, "max_tokens": 10, "messages": USER, "stream": True},
+        headers={"x-api-key": MASTER},
+    )
+    raw = await resp.read()
+    pings = raw.count(b'event: ping\ndata: {"type":"ping"}\n\n')
+    assert pings >= 2  # the upstream's own, and the gateway's
+    assert all(chunk.startswith(b"event: ") for chunk in raw.split(b"\n\n") if chunk)
+    fake_openai.enqueue(Behavior(deltas=["x", "y"], gap_s=0.2))
+    sdk = anthropic.AsyncAnthropic(
+        base_url=str(gateway.client.make_url("/anthropic")), api_key=MASTER, max_retries=0
+    )
+    try:
+        async with sdk.messages.stream(
+            model="openai/gpt-4o-mini", max_tokens=10, messages=USER
+        ) as stream:
+            text = "".join([t async for t in stream.text_stream])
+    finally:
+        await sdk.close()
+    assert text == "xy"
