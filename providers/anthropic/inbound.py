@@ -147,7 +147,7 @@ class MessagesIn(msgspec.Struct, kw_only=True):
 
     model: str
     max_tokens: Annotated[int, Meta(ge=1)]
-    messages: list[InMessage]
+    messages: Annotated[list[InMessage], Meta(min_length=1)]
     system: str | list[InBlock] | UnsetType = UNSET
     stop_sequences: list[str] | UnsetType = UNSET
     temperature: Annotated[float, Meta(ge=0, le=1)] | UnsetType = UNSET
@@ -167,7 +167,7 @@ class CountRequest(msgspec.Struct, kw_only=True):
     """``POST /v1/messages/count_tokens``: a Messages request without ``max_tokens``."""
 
     model: str
-    messages: list[InMessage]
+    messages: Annotated[list[InMessage], Meta(min_length=1)]
     system: str | list[InBlock] | UnsetType = UNSET
     tools: list[InTool] | UnsetType = UNSET
     tool_choice: InToolChoice | UnsetType = UNSET
@@ -203,8 +203,6 @@ def to_chat(req: MessagesHead, model: str, *, stream: bool = False) -> ChatReque
             messages += _user(message.content, i)
         else:
             messages.append(_assistant(message.content, i))
-    if not messages:
-        raise InvalidRequestError("`messages` must hold at least one message.", param="messages")
     out = ChatRequest(model=model, messages=messages)
     effort = effort_for(req.thinking, req.output_config)
     if effort is not None:

@@ -3,12 +3,14 @@ and Gemini (translated) behind them."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import anthropic
 import pytest
+from structlog.testing import capture_logs
 
 from tests.conftest import Gateway, MakeGateway, provider_for
 from tests.fakes.anthropic import AnthropicTurn, FakeAnthropic
@@ -662,3 +664,88 @@ async def test_ping_keepalives_while_upstream_is_silent(
     finally:
         await sdk.close()
     assert text == "xy"
+
+
+# --- accounting -----------------------------------------------------------------------------
+
+
+async def test_usage_reaches_the_canonical_line(env: Env) -> None:
+    """Native streams and translated answers are accounted: tokens (cache reads included) on
+    the request's log line, with its request type."""
+    env.ant.script(Turn(text="ok", prompt_tokens=50, cached_tokens=20, completion_tokens=7))
+    env.openai.enqueue(Behavior(usage=(11, 3)))
+    with capture_logs() as logs:
+        async with env.sdk.messages.stream(model=CLAUDE, max_tokens=10, messages=USER) as stream:
+            await stream.get_final_message()
+        await env.sdk.messages.create(model="openai/gpt-4o-mini", max_tokens=10, messages=USER)
+    lines = [entry for entry in logs if entry["event"] == "request"]
+    assert [line["request_type"] for line in lines] == ["anthropic_messages"] * 2
+    native, translated = lines
+    assert (native["input_tokens"], native["output_tokens"], native["cached_tokens"]) == (
+        50,
+        7,
+        20,
+    )
+    assert (native["provider"], native["status"]) == ("anthropic", 200)
+    assert (translated["input_tokens"], translated["output_tokens"]) == (11, 3)
+    assert translated["provider"] == "openai"
+
+
+async def test_client_disconnect_closes_the_native_upstream(env: Env) -> None:
+    """A client leaving a native stream drops the upstream at once and is logged as 499."""
+    env.ant.script(Turn(text="x" * 4000, pieces=2000, gap_s=0.01))
+    with capture_logs() as logs:
+        resp = await env.gateway.client.post(
+            "/anthropic/v1/messages",
+            json={"model": CLAUDE, "max_tokens": 10, "messages": USER, "stream": True},
+            headers={"x-api-key": MASTER},
+        )
+        await resp.content.readuntil(b"content_block_delta")
+        resp.close()
+        await asyncio.wait_for(env.ant.disconnected.wait(), timeout=2)
+        for _ in range(50):
+            if any(entry["event"] == "request" for entry in logs):
+                break
+            await asyncio.sleep(0.02)
+    assert env.ant.disconnects == 1
+    (line,) = [entry for entry in logs if entry["event"] == "request"]
+    assert line["status"] == 499
+
+
+async def test_translated_stream_cut_ends_with_error_event(env: Env) -> None:
+    """An OpenAI stream cut after its first events ends the Anthropic stream with an
+    ``api_error`` event instead of a short answer that looks whole."""
+    env.openai.enqueue(Behavior(deltas=["a", "b", "c", "d"], cut_after=3))
+    resp = await env.gateway.client.post(
+        "/anthropic/v1/messages",
+        json={"model": "openai/gpt-4o-mini", "max_tokens": 5, "messages": USER, "stream": True},
+        headers={"x-api-key": MASTER},
+    )
+    raw = await resp.read()
+    names = _events(raw)
+    assert names[0] == "message_start"
+    assert names[-1] == "error"
+    assert "message_stop" not in names
+    assert b'"type":"api_error"' in raw.rsplit(b"event: error", 1)[1]
+
+
+async def test_a_route_named_like_a_claude_model(
+    make_gateway: MakeGateway, fakes: tuple[FakeAnthropic, FakeGemini], fake_openai: FakeOpenAI
+) -> None:
+    """A configured route named like a Claude model serves it elsewhere (Claude Code's models
+    on OpenAI), translated, while the SDK still sees the name it asked for."""
+    ant, gemini = fakes
+    routes = {CLAUDE: {"targets": [{"model": "openai/gpt-4o-mini"}]}}
+    gateway = await make_gateway(_config(ant, gemini, fake_openai, routes=routes))
+    sdk = anthropic.AsyncAnthropic(
+        base_url=str(gateway.client.make_url("/anthropic")), api_key=MASTER, max_retries=0
+    )
+    fake_openai.enqueue(Behavior(content="Routed"))
+    try:
+        msg = await sdk.messages.create(model=CLAUDE, max_tokens=5, messages=USER)
+    finally:
+        await sdk.close()
+    assert msg.content[0].text == "Routed"  # type: ignore[union-attr]
+    assert msg.model == CLAUDE
+    assert fake_openai.requests[-1].json["model"] == "gpt-4o-mini"
+    assert ant.requests == []

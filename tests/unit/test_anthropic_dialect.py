@@ -1,0 +1,554 @@
+"""The ``/anthropic`` route's pure parts: a client's Messages request to the unified chat
+request, unified answers and chunks back to Anthropic's shapes, and the native stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from providers._sse import SSEEvent
+from providers.anthropic.inbound import MessagesIn, to_chat
+from providers.anthropic.native import NativeStream, native_body
+from providers.anthropic.outbound import MessageEvents, error_body, error_type, message_body
+from proxy.errors import (
+    AuthenticationError,
+    GatewayError,
+    InvalidRequestError,
+    OverloadedError,
+    PayloadTooLargeError,
+    UpstreamConnectionError,
+    UpstreamError,
+)
+from proxy.redact import Redactor
+from proxy.schemas.chat import ChatCompletion, ChatCompletionChunk
+
+_enc = msgspec.json.encode
+
+
+def messages_in(**fields: Any) -> MessagesIn:
+    body = {"model": "openai/gpt-4o", "max_tokens": 100, **fields}
+    body.setdefault("messages", [{"role": "user", "content": "Hi"}])
+    return msgspec.json.decode(_enc(body), type=MessagesIn)
+
+
+def chat_json(req: MessagesIn, stream: bool = False) -> Any:
+    return msgspec.json.decode(_enc(to_chat(req, req.model, stream=stream)))
+
+
+# --- request --------------------------------------------------------------------------------
+
+
+def test_system_and_content_blocks() -> None:
+    """System blocks keep cache_control; images (base64 and URL) become image parts, a PDF a
+    file part, a plain-text document its text."""
+    req = messages_in(
+        system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Look"},
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"},
+                    },
+                    {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}},
+                    {
+                        "type": "document",
+                        "title": "spec.pdf",
+                        "source": {
+                            "type": "base64",
+                            "media_type": "application/pdf",
+                            "data": "JVBE",
+                        },
+                    },
+                    {
+                        "type": "document",
+                        "source": {"type": "text", "media_type": "text/plain", "data": "notes"},
+                    },
+                ],
+            }
+        ],
+    )
+    got = chat_json(req)
+    assert got["messages"] == [
+        {
+            "role": "system",
+            "content": [
+                {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Look"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}},
+                {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
+                {
+                    "type": "file",
+                    "file": {
+                        "file_data": "data:application/pdf;base64,JVBE",
+                        "filename": "spec.pdf",
+                    },
+                },
+                {"type": "text", "text": "notes"},
+            ],
+        },
+    ]
+    assert got["max_completion_tokens"] == 100
+
+
+def test_tool_turns() -> None:
+    """An assistant turn's thinking, text and tool_use become one assistant message; the next
+    user turn's tool results become tool messages first (an error flagged in the text, an
+    image moved to the user message), then its text."""
+    req = messages_in(
+        messages=[
+            {"role": "user", "content": "Weather?"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "Use the tool.", "signature": "sig"},
+                    {"type": "redacted_thinking", "data": "enc"},
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "t1", "name": "w", "input": {"city": "Oslo"}},
+                    {"type": "tool_use", "id": "t2", "name": "w", "input": {}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Here:"},
+                    {"type": "tool_result", "tool_use_id": "t1", "content": "-3 C"},
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t2",
+                        "is_error": True,
+                        "content": [
+                            {"type": "text", "text": "no city"},
+                            {"type": "image", "source": {"type": "url", "url": "https://m/p"}},
+                        ],
+                    },
+                ],
+            },
+        ]
+    )
+    got = chat_json(req)["messages"]
+    assert got[1] == {
+        "role": "assistant",
+        "content": "Checking.",
+        "tool_calls": [
+            {
+                "type": "function",
+                "id": "t1",
+                "function": {"name": "w", "arguments": '{"city":"Oslo"}'},
+            },
+            {"type": "function", "id": "t2", "function": {"name": "w", "arguments": "{}"}},
+        ],
+        "reasoning_content": "Use the tool.",
+        "thinking_blocks": [
+            {"type": "thinking", "thinking": "Use the tool.", "signature": "sig"},
+            {"type": "redacted_thinking", "data": "enc"},
+        ],
+    }
+    assert got[2] == {"role": "tool", "content": "-3 C", "tool_call_id": "t1"}
+    assert got[3] == {"role": "tool", "content": "Error: no city", "tool_call_id": "t2"}
+    assert got[4] == {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "Here:"},
+            {"type": "image_url", "image_url": {"url": "https://m/p"}},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("choice", "want"),
+    [
+        ({"type": "auto"}, ("auto", None)),
+        ({"type": "any"}, ("required", None)),
+        ({"type": "none"}, ("none", None)),
+        (
+            {"type": "tool", "name": "w", "disable_parallel_tool_use": True},
+            ({"type": "function", "function": {"name": "w"}}, False),
+        ),
+    ],
+)
+def test_tools_and_choice(choice: dict[str, Any], want: tuple[Any, Any]) -> None:
+    """Client tools become function tools; each tool_choice its unified form."""
+    tool = {"name": "w", "input_schema": {"type": "object"}, "description": "d", "strict": True}
+    got = chat_json(messages_in(tools=[tool], tool_choice=choice))
+    assert got["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "w",
+                "description": "d",
+                "parameters": {"type": "object"},
+                "strict": True,
+            },
+        }
+    ]
+    assert (got["tool_choice"], got.get("parallel_tool_calls")) == want
+
+
+@pytest.mark.parametrize(
+    ("thinking", "output", "effort"),
+    [
+        ({"type": "enabled", "budget_tokens": 1024}, None, "low"),
+        ({"type": "enabled", "budget_tokens": 8000}, None, "medium"),
+        ({"type": "enabled", "budget_tokens": 16384}, None, "high"),
+        ({"type": "adaptive"}, {"effort": "high"}, "high"),
+        ({"type": "adaptive"}, None, "medium"),
+        ({"type": "disabled"}, None, None),
+    ],
+)
+def test_thinking_becomes_reasoning_effort(
+    thinking: dict[str, Any], output: dict[str, Any] | None, effort: str | None
+) -> None:
+    """Thinking budgets map to low/medium/high; adaptive thinking takes its effort."""
+    fields: dict[str, Any] = {"thinking": thinking}
+    if output is not None:
+        fields["output_config"] = output
+    assert chat_json(messages_in(**fields)).get("reasoning_effort") == effort
+
+
+def test_sampling_user_and_stream() -> None:
+    """stop_sequences, temperature, top_p and a short user id are carried; a stream asks for
+    usage; a user id longer than OpenAI's 64 characters is not sent."""
+    got = chat_json(
+        messages_in(stop_sequences=["X"], temperature=0.3, top_p=0.8, metadata={"user_id": "u"}),
+        stream=True,
+    )
+    assert (got["stop"], got["temperature"], got["top_p"], got["user"]) == (["X"], 0.3, 0.8, "u")
+    assert (got["stream"], got["stream_options"]) == (True, {"include_usage": True})
+    long_user = chat_json(messages_in(metadata={"user_id": "u" * 65}))
+    assert "user" not in long_user
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "search_result", "text": "x"}]}]},
+            "messages[0].content[0].type",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image", "source": {"type": "file", "file_id": "f1"}}],
+                    }
+                ]
+            },
+            "messages[0].content[0].source",
+        ),
+        ({"system": [{"type": "image", "source": {"type": "url", "url": "u"}}]}, "system[0].type"),
+        ({"tools": [{"name": "w"}], "tool_choice": {"type": "tool"}}, "tool_choice.name"),
+    ],
+)
+def test_untranslatable_input_is_a_400(fields: dict[str, Any], param: str) -> None:
+    """What only Anthropic can serve is refused with a 400 naming the field."""
+    with pytest.raises(InvalidRequestError) as refused:
+        to_chat(messages_in(**fields), "openai/gpt-4o")
+    assert refused.value.param == param
+
+
+# --- answers --------------------------------------------------------------------------------
+
+
+def completion(message: dict[str, Any], finish: str, usage: dict[str, Any]) -> ChatCompletion:
+    body = {
+        "id": "chatcmpl-1",
+        "created": 1,
+        "model": "gpt",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": usage,
+    }
+    return msgspec.json.decode(_enc(body), type=ChatCompletion)
+
+
+def test_message_body() -> None:
+    """Thinking blocks first, then text, then tool_use blocks; usage without cached tokens in
+    input_tokens; the finish reason as stop_reason."""
+    got = msgspec.json.decode(
+        message_body(
+            completion(
+                {
+                    "role": "assistant",
+                    "content": "Sure.",
+                    "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "s"}],
+                    "reasoning_content": "t",
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": '{"a":1}'},
+                        },
+                        {
+                            "id": "c2",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": "oops"},
+                        },
+                    ],
+                },
+                "tool_calls",
+                {
+                    "prompt_tokens": 10,
+                    "completion_tokens": 3,
+                    "prompt_tokens_details": {"cached_tokens": 4},
+                },
+            ),
+            message_id="msg_1",
+            model="openai/gpt",
+        )
+    )
+    assert got == {
+        "type": "message",
+        "id": "msg_1",
+        "model": "openai/gpt",
+        "content": [
+            {"type": "thinking", "thinking": "t", "signature": "s"},
+            {"type": "text", "text": "Sure."},
+            {"type": "tool_use", "id": "c1", "name": "f", "input": {"a": 1}},
+            {"type": "tool_use", "id": "c2", "name": "f", "input": {"arguments": "oops"}},
+        ],
+        "stop_reason": "tool_use",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 6,
+            "output_tokens": 3,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 4,
+        },
+        "role": "assistant",
+    }
+
+
+@pytest.mark.parametrize(
+    ("finish", "stop"),
+    [
+        ("stop", "end_turn"),
+        ("length", "max_tokens"),
+        ("content_filter", "refusal"),
+        (None, "end_turn"),
+    ],
+)
+def test_stop_reasons(finish: str | None, stop: str) -> None:
+    """OpenAI's finish reasons as Anthropic's stop reasons."""
+    body = message_body(
+        completion({"role": "assistant", "content": "x"}, finish or "", {}),
+        message_id="m",
+        model="p/m",
+    )
+    assert msgspec.json.decode(body)["stop_reason"] == stop
+
+
+def chunk(
+    delta: dict[str, Any], finish: str | None = None, usage: Any = None
+) -> ChatCompletionChunk:
+    body: dict[str, Any] = {
+        "id": "c",
+        "created": 1,
+        "model": "m",
+        "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    if usage:
+        body["usage"] = usage
+    return msgspec.json.decode(_enc(body), type=ChatCompletionChunk)
+
+
+def events_of(data: bytes) -> list[Any]:
+    out = []
+    for part in data.split(b"\n\n"):
+        if part:
+            name, payload = part.split(b"\n")
+            event = msgspec.json.decode(payload.removeprefix(b"data: "))
+            assert name == b"event: " + event["type"].encode()
+            out.append(event)
+    return out
+
+
+def test_stream_blocks_in_order() -> None:
+    """Reasoning streams as a thinking block that its signed block closes, then text, then
+    each tool call as its own tool_use block; the end carries stop reason and usage."""
+    events = MessageEvents(message_id="msg_x", model="p/m")
+    data = b"".join(
+        [
+            events.feed(chunk({"role": "assistant", "reasoning_content": "Hm"})),
+            events.feed(
+                chunk(
+                    {"thinking_blocks": [{"type": "thinking", "thinking": "Hm", "signature": "S"}]}
+                )
+            ),
+            events.feed(chunk({"thinking_blocks": [{"type": "redacted_thinking", "data": "R"}]})),
+            events.feed(chunk({"content": "Hi"})),
+            events.feed(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {"index": 0, "id": "c1", "function": {"name": "f", "arguments": ""}}
+                        ]
+                    }
+                )
+            ),
+            events.feed(chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]})),
+            events.feed(chunk({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]})),
+            events.feed(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {"index": 1, "id": "c2", "function": {"name": "g", "arguments": "{}"}}
+                        ]
+                    }
+                )
+            ),
+            events.feed(chunk({}, "tool_calls")),
+            events.feed(chunk({}, usage={"prompt_tokens": 7, "completion_tokens": 2})),
+            events.finish(),
+        ]
+    )
+    got = events_of(data)
+    compact = [
+        (e["type"], e.get("index"), (e.get("content_block") or e.get("delta") or {}).get("type"))
+        for e in got
+    ]
+    assert compact == [
+        ("message_start", None, None),
+        ("content_block_start", 0, "thinking"),
+        ("content_block_delta", 0, "thinking_delta"),
+        ("content_block_delta", 0, "signature_delta"),
+        ("content_block_stop", 0, None),
+        ("content_block_start", 1, "redacted_thinking"),
+        ("content_block_stop", 1, None),
+        ("content_block_start", 2, "text"),
+        ("content_block_delta", 2, "text_delta"),
+        ("content_block_stop", 2, None),
+        ("content_block_start", 3, "tool_use"),
+        ("content_block_delta", 3, "input_json_delta"),
+        ("content_block_delta", 3, "input_json_delta"),
+        ("content_block_stop", 3, None),
+        ("content_block_start", 4, "tool_use"),
+        ("content_block_delta", 4, "input_json_delta"),
+        ("content_block_stop", 4, None),
+        ("message_delta", None, None),
+        ("message_stop", None, None),
+    ]
+    assert got[0]["message"]["id"] == "msg_x"
+    assert got[3]["delta"]["signature"] == "S"
+    assert got[10]["content_block"] == {"type": "tool_use", "id": "c1", "name": "f", "input": {}}
+    assert got[-2]["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
+    assert got[-2]["usage"]["input_tokens"] == 7
+    assert got[-2]["usage"]["output_tokens"] == 2
+
+
+def test_a_whole_thinking_block_without_streamed_text() -> None:
+    """A provider that sends its thinking whole (not streamed) still gives a thinking block
+    with its text and signature."""
+    events = MessageEvents(message_id="m", model="p/m")
+    data = events.feed(
+        chunk({"thinking_blocks": [{"type": "thinking", "thinking": "All", "signature": "Z"}]})
+    )
+    got = events_of(data + events.finish())
+    assert [e["type"] for e in got[1:5]] == [
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+    ]
+    assert got[2]["delta"] == {"type": "thinking_delta", "thinking": "All"}
+    assert got[3]["delta"] == {"type": "signature_delta", "signature": "Z"}
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (InvalidRequestError("x"), "invalid_request_error"),
+        (AuthenticationError("x"), "authentication_error"),
+        (UpstreamError("x", status=403, provider="p"), "permission_error"),
+        (UpstreamError("x", status=404, provider="p"), "not_found_error"),
+        (PayloadTooLargeError("x"), "request_too_large"),
+        (UpstreamError("x", status=429, provider="p"), "rate_limit_error"),
+        (GatewayError("x"), "api_error"),
+        (UpstreamConnectionError("x"), "api_error"),
+        (OverloadedError("x", provider="p", retry_after_s=1), "overloaded_error"),
+        (UpstreamError("x", status=529, provider="p", type="overloaded_error"), "overloaded_error"),
+    ],
+)
+def test_error_types(error: GatewayError, kind: str) -> None:
+    """Each gateway error has Anthropic's error type for its status."""
+    assert error_type(error) == kind
+    assert msgspec.json.decode(error_body(error)) == {
+        "type": "error",
+        "error": {"type": kind, "message": "x"},
+    }
+
+
+# --- native ---------------------------------------------------------------------------------
+
+
+def native_events(*events: dict[str, Any]) -> list[SSEEvent]:
+    return [SSEEvent(e["type"].encode(), _enc(e)) for e in events]
+
+
+START = {
+    "type": "message_start",
+    "message": {"id": "m", "usage": {"input_tokens": 5, "output_tokens": 1}},
+}
+TEXT = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+PING = {"type": "ping"}
+DELTA = {
+    "type": "message_delta",
+    "delta": {"stop_reason": "end_turn"},
+    "usage": {"output_tokens": 9, "cache_read_input_tokens": 2},
+}
+STOP = {"type": "message_stop"}
+OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+
+
+def test_native_stream_holds_the_preamble() -> None:
+    """message_start and ping are held until a content event, then sent with it, whole; the
+    usage merges message_start's and message_delta's."""
+    native = NativeStream(provider="anthropic", scrub=Redactor([]))
+    assert native.feed(native_events(START, PING)) == (b"", None)
+    out, error = native.feed(native_events(TEXT, DELTA, STOP))
+    assert error is None
+    assert out.startswith(b"event: message_start\ndata: ")
+    assert out.count(b"\n\n") == 5
+    assert native.finish() == b""
+    assert native.usage is not None
+    assert (native.usage.prompt_tokens, native.usage.completion_tokens) == (7, 9)
+    assert native.usage.cached_tokens == 2
+
+
+def test_native_stream_errors() -> None:
+    """An error event before content is raised (nothing sent); after content, it comes back
+    with the bytes before it; a stream without message_stop is cut."""
+    early = NativeStream(provider="anthropic", scrub=Redactor([]))
+    with pytest.raises(UpstreamError) as overloaded:
+        early.feed(native_events(START, OVERLOADED))
+    assert overloaded.value.status == 529
+    late = NativeStream(provider="anthropic", scrub=Redactor([]))
+    out, error = late.feed(native_events(START, TEXT, OVERLOADED, STOP))
+    assert out.count(b"event: ") == 2
+    assert error is not None
+    assert error.type == "overloaded_error"
+    with pytest.raises(UpstreamConnectionError):
+        late.finish()
+
+
+def test_native_body_replaces_model_and_drops_fallbacks() -> None:
+    """The body goes on field for field, the model as the upstream names it, without the
+    gateway's fallbacks."""
+    raw = msgspec.json.decode(
+        b'{"model":"anthropic/claude-x","fallbacks":["a/b"],"max_tokens":5,"x":{"y":[1, 2]}}',
+        type=dict[str, msgspec.Raw],
+    )
+    assert native_body(raw, "claude-x") == b'{"model":"claude-x","max_tokens":5,"x":{"y":[1, 2]}}'
