@@ -1,10 +1,12 @@
 """A client's Anthropic Messages request (the ``/anthropic`` route), read and translated to the
 unified chat request for a provider of another family (pure; no I/O).
 
-The request is read into tolerant Structs: a content block is one flat Struct whatever its
-``type``, so a block type the gateway does not translate (a server tool's result, a search
-result...) still reaches Anthropic untouched on the native path, and is refused with a 400
-naming it only when the request must be translated.
+The gateway itself reads only a request's head (:class:`MessagesHead`, :class:`CountHead`:
+the model, ``max_tokens``, that there are messages, ``stream``, ``fallbacks``): on the native
+path Anthropic checks the rest, so whatever the API adds later passes through. A request to
+translate is read whole (:class:`MessagesIn`, :class:`CountRequest`) into tolerant Structs: a
+content block is one flat Struct whatever its ``type``, and one the gateway cannot translate (a
+server tool's result, a search result...) is refused with a 400 naming it.
 
 Translation (:func:`to_chat`):
 
@@ -27,7 +29,7 @@ Translation (:func:`to_chat`):
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -59,6 +61,7 @@ from proxy.schemas.chat import (
 )
 
 __all__ = [
+    "CountHead",
     "CountRequest",
     "InBlock",
     "InMessage",
@@ -91,16 +94,18 @@ class InSource(msgspec.Struct):
 
 class InBlock(msgspec.Struct):
     """Any content block, by ``type``; the fields its type does not use stay at their
-    defaults."""
+    defaults. ``source`` and ``content`` differ in shape between block types (a search
+    result's ``source`` is a URL, a code execution result's ``content`` an object), so they
+    are read only for the types translated."""
 
     type: str
     text: str = ""
-    source: InSource | None = None
+    source: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
     id: str = ""
     name: str = ""
     input: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
     tool_use_id: str = ""
-    content: str | list[InBlock] = ""
+    content: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b'""'))
     is_error: bool = False
     thinking: str = ""
     signature: str = ""
@@ -115,7 +120,7 @@ class InMessage(msgspec.Struct):
 
 
 class InTool(msgspec.Struct):
-    name: str
+    name: str = ""
     type: str = "custom"
     description: str | UnsetType = UNSET
     input_schema: msgspec.Raw | UnsetType = UNSET
@@ -129,7 +134,7 @@ class InToolChoice(msgspec.Struct):
 
 
 class InThinking(msgspec.Struct):
-    type: Literal["enabled", "disabled", "adaptive"]
+    type: str  # enabled, disabled, adaptive
     budget_tokens: int = 0
 
 
@@ -176,12 +181,32 @@ class CountRequest(msgspec.Struct, kw_only=True):
     fallbacks: list[str] = []
 
 
-MessagesHead = MessagesIn | CountRequest
+class MessagesHead(msgspec.Struct, kw_only=True):
+    """What the gateway reads of every Messages request: where it goes, and how to answer."""
+
+    model: str
+    max_tokens: Annotated[int, Meta(ge=1)]
+    messages: Annotated[list[msgspec.Raw], Meta(min_length=1)]
+    stream: bool = False
+    fallbacks: list[str] = []
+
+
+class CountHead(msgspec.Struct, kw_only=True):
+    """What the gateway reads of every token-count request."""
+
+    model: str
+    messages: Annotated[list[msgspec.Raw], Meta(min_length=1)]
+    fallbacks: list[str] = []
+
+
+_T = TypeVar("_T")
+_SOURCE = msgspec.json.Decoder(InSource)
+_CONTENT = msgspec.json.Decoder(str | list[InBlock])
 
 
 def effort_for(thinking: InThinking | UnsetType, output: InOutputConfig | UnsetType) -> str | None:
     """``reasoning_effort`` for Anthropic's ``thinking`` setting (None: no reasoning asked)."""
-    if thinking is UNSET or thinking.type == "disabled":
+    if thinking is UNSET or thinking.type not in ("enabled", "adaptive"):
         return None
     if thinking.type == "adaptive":
         effort = output.effort if output is not UNSET else None
@@ -191,7 +216,7 @@ def effort_for(thinking: InThinking | UnsetType, output: InOutputConfig | UnsetT
     return "medium" if thinking.budget_tokens < 16384 else "high"
 
 
-def to_chat(req: MessagesHead, model: str, *, stream: bool = False) -> ChatRequest:
+def to_chat(req: MessagesIn | CountRequest, model: str, *, stream: bool = False) -> ChatRequest:
     """The unified chat request for ``req``, addressed to ``model`` (``provider/model``)."""
     messages: list[Message] = []
     if req.system is not UNSET:
@@ -236,7 +261,15 @@ def _sampling(out: ChatRequest, req: MessagesIn) -> None:
 # --- messages -------------------------------------------------------------------------------
 
 
-def _blocks(content: str | list[InBlock]) -> list[InBlock]:
+def _read(decoder: msgspec.json.Decoder[_T], raw: msgspec.Raw, where: str) -> _T:
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequestError(f"Invalid `{where}`: {exc}", param=where) from None
+
+
+def _result_blocks(block: InBlock, where: str) -> list[InBlock]:
+    content = _read(_CONTENT, block.content, f"{where}.content")
     return [InBlock(type="text", text=content)] if isinstance(content, str) else content
 
 
@@ -277,10 +310,11 @@ def _part(block: InBlock, where: str) -> ContentPart:
     kind = block.type
     if kind == "text":
         return TextPart(text=block.text, cache_control=block.cache_control)
-    if kind == "image" and block.source is not None:
-        return ImagePart(image_url=ImageURL(url=_source_url(block.source, where)))
-    if kind == "document" and block.source is not None:
-        source = block.source
+    if kind == "image":
+        source = _read(_SOURCE, block.source, f"{where}.source")
+        return ImagePart(image_url=ImageURL(url=_source_url(source, where)))
+    if kind == "document":
+        source = _read(_SOURCE, block.source, f"{where}.source")
         if source.type == "text":
             return TextPart(text=source.data, cache_control=block.cache_control)
         url = _source_url(source, where)
@@ -313,7 +347,7 @@ def _tool_result(block: InBlock, where: str) -> tuple[ToolMessage, list[ContentP
     only: they follow in the user message)."""
     texts: list[str] = []
     images: list[ContentPart] = []
-    for k, inner in enumerate(_blocks(block.content)):
+    for k, inner in enumerate(_result_blocks(block, where)):
         if inner.type == "text":
             texts.append(inner.text)
         else:
@@ -365,7 +399,7 @@ def _assistant(content: str | list[InBlock], i: int) -> AssistantMessage:
 def _tools(tools: list[InTool]) -> list[Tool]:
     out: list[Tool] = []
     for i, tool in enumerate(tools):
-        if tool.type not in _CLIENT_TOOLS:
+        if tool.type not in _CLIENT_TOOLS or not tool.name:
             raise InvalidRequestError(
                 f"Tool `{tool.name}` of type `{tool.type}` is a server tool that only Anthropic "
                 "runs; this request goes to another provider, which takes client tools "

@@ -264,7 +264,7 @@ class MessageEvents:
         self._started = False
         self._open: Literal["text", "thinking", "tool"] | None = None
         self._index = -1
-        self._tool = -1  # the unified index of the open tool call
+        self._tools: dict[int, int] = {}  # a tool call's unified index -> its block's index
         self._finish: str | None = None
         self._usage: Usage | None = None
 
@@ -326,14 +326,17 @@ class MessageEvents:
             out.append(_BlockDelta(self._index, _TextDelta(delta.content)))
         for call in delta.tool_calls or ():
             fn = call.function if call.function is not UNSET else None
-            if isinstance(call.id, str) and (self._open != "tool" or call.index != self._tool):
+            if isinstance(call.id, str) and call.index not in self._tools:
                 name = fn.name if fn is not None and isinstance(fn.name, str) else ""
                 tool = _ToolUse(id=call.id, name=name, input=msgspec.Raw(b"{}"))
                 out += self._begin("tool", tool)
-                self._tool = call.index
+                self._tools[call.index] = self._index
+            at = self._tools.get(call.index)
             arguments = fn.arguments if fn is not None else UNSET
-            if self._open == "tool" and isinstance(arguments, str) and arguments:
-                out.append(_BlockDelta(self._index, _JSONDelta(arguments)))
+            if at is not None and isinstance(arguments, str) and arguments:
+                # Arguments of an earlier call arriving late (calls interleaved) still go to
+                # their own block.
+                out.append(_BlockDelta(at, _JSONDelta(arguments)))
 
     def _thinking_block(self, block: ThinkingBlock, out: list[_Event]) -> None:
         """A whole thinking block: it ends the thinking streamed so far with its signature,

@@ -26,7 +26,13 @@ import structlog
 from aiohttp import web
 
 from middlewares.decode import decode_body
-from providers.anthropic.inbound import CountRequest, MessagesHead, MessagesIn, to_chat
+from providers.anthropic.inbound import (
+    CountHead,
+    CountRequest,
+    MessagesHead,
+    MessagesIn,
+    to_chat,
+)
 from providers.anthropic.native import NATIVE_COUNT, NATIVE_MESSAGES
 from providers.anthropic.outbound import PING, MessageEvents, error_body, error_event
 from providers.anthropic.outbound import message_body as render_message
@@ -57,6 +63,9 @@ __all__ = [
 log = structlog.get_logger("thruway.anthropic")
 _encode = msgspec.json.Encoder().encode
 _RAW = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_MESSAGES_HEAD = msgspec.json.Decoder(MessagesHead)
+_COUNT_HEAD = msgspec.json.Decoder(CountHead)
+# Whole requests, read only to translate them.
 _MESSAGES = msgspec.json.Decoder(MessagesIn)
 _COUNT = msgspec.json.Decoder(CountRequest)
 _CHAT = msgspec.json.Decoder(ChatCompletion)
@@ -97,7 +106,7 @@ def _resolve(config: GatewayConfig, name: str, param: str) -> str:
 
 
 def _decode(request: web.Request, body: bytes, op: Operation, decoder: Any) -> Inbound:
-    typed: MessagesHead = decode_body(decoder.decode, body)
+    typed: MessagesHead | CountHead = decode_body(decoder.decode, body)
     raw = _RAW.decode(body)
     config = request.app[CONFIG]
     return Inbound(
@@ -107,18 +116,18 @@ def _decode(request: web.Request, body: bytes, op: Operation, decoder: Any) -> I
         fallbacks=[
             _resolve(config, name, f"fallbacks[{i}]") for i, name in enumerate(typed.fallbacks)
         ],
-        stream=isinstance(typed, MessagesIn) and typed.stream,
+        stream=isinstance(typed, MessagesHead) and typed.stream,
         wants_usage=True,
         raw=raw,
     )
 
 
 def _decode_messages(request: web.Request, body: bytes) -> Inbound:
-    return _decode(request, body, ANTHROPIC_MESSAGES, _MESSAGES)
+    return _decode(request, body, ANTHROPIC_MESSAGES, _MESSAGES_HEAD)
 
 
 def _decode_count(request: web.Request, body: bytes) -> Inbound:
-    return _decode(request, body, ANTHROPIC_COUNT_TOKENS, _COUNT)
+    return _decode(request, body, ANTHROPIC_COUNT_TOKENS, _COUNT_HEAD)
 
 
 ANTHROPIC_MESSAGES = Operation(
@@ -170,7 +179,14 @@ def _chat_inbound(request: web.Request, provider: Provider) -> Inbound:
     inbound = request[BODY]
     if CHAT.name not in provider.operations:
         raise UnsupportedCapabilityError(provider.name, "Anthropic's Messages API")
-    chat: ChatRequest = to_chat(inbound.typed, inbound.model, stream=inbound.stream)
+    # Read whole only now: the native path leaves the checks of the rest to Anthropic.
+    body = _encode(inbound.raw)
+    whole: MessagesIn | CountRequest
+    if inbound.op.name == NATIVE_MESSAGES:
+        whole = decode_body(_MESSAGES.decode, body)
+    else:
+        whole = decode_body(_COUNT.decode, body)
+    chat: ChatRequest = to_chat(whole, inbound.model, stream=inbound.stream)
     return Inbound(
         op=CHAT,
         typed=chat,

@@ -123,6 +123,44 @@ async def test_native_create_forwards_the_body_as_sent(env: Env) -> None:
     assert msg.stop_reason == "end_turn"
 
 
+async def test_native_body_the_gateway_does_not_model_passes_through(env: Env) -> None:
+    """Blocks, tools and fields the gateway does not model (search results, an MCP toolset,
+    automatic caching) reach Anthropic as sent; only their translation would refuse them."""
+    body = {
+        "model": CLAUDE,
+        "max_tokens": 20,
+        "cache_control": {"type": "ephemeral"},
+        "tools": [{"type": "mcp_toolset", "mcp_server_name": "docs"}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "search_result",
+                        "source": "https://example.com/a",
+                        "title": "A",
+                        "content": [{"type": "text", "text": "result"}],
+                    },
+                    {"type": "text", "text": "Summarise."},
+                ],
+            }
+        ],
+    }
+    resp = await env.gateway.client.post(
+        "/anthropic/v1/messages", json=body, headers={"x-api-key": MASTER}
+    )
+    assert resp.status == 200
+    assert env.ant.requests[-1].json == body
+    translated = await env.gateway.client.post(
+        "/anthropic/v1/messages",
+        json={**body, "model": "openai/gpt-4o", "tools": []},
+        headers={"x-api-key": MASTER},
+    )
+    assert translated.status == 400
+    error = (await translated.json())["error"]
+    assert "`search_result` block" in error["message"]
+
+
 async def test_native_stream_passes_events_through(env: Env) -> None:
     """A native stream reaches the SDK event for event: thinking with its signature, text, a
     tool call's input built from input_json_delta, and the usage of message_delta."""

@@ -446,6 +446,27 @@ def test_stream_blocks_in_order() -> None:
     assert got[-2]["usage"]["output_tokens"] == 2
 
 
+def test_interleaved_tool_calls_keep_their_blocks() -> None:
+    """Arguments of an earlier tool call arriving after a later call began go to the earlier
+    call's block."""
+    events = MessageEvents(message_id="m", model="p/m")
+    data = b"".join(
+        events.feed(chunk({"tool_calls": [call]}))
+        for call in (
+            {"index": 0, "id": "a", "function": {"name": "f", "arguments": '{"x":'}},
+            {"index": 1, "id": "b", "function": {"name": "g", "arguments": '{"y":'}},
+            {"index": 0, "function": {"arguments": "1}"}},
+            {"index": 1, "id": "b", "function": {"arguments": "2}"}},
+        )
+    )
+    deltas = [
+        (e["index"], e["delta"]["partial_json"])
+        for e in events_of(data)
+        if e["type"] == "content_block_delta"
+    ]
+    assert deltas == [(0, '{"x":'), (1, '{"y":'), (0, "1}"), (1, "2}")]
+
+
 def test_a_whole_thinking_block_without_streamed_text() -> None:
     """A provider that sends its thinking whole (not streamed) still gives a thinking block
     with its text and signature."""
