@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TypeVar
 
 import msgspec
 import structlog
@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 log = structlog.get_logger("thruway.anthropic")
+_T = TypeVar("_T")
 _encode = msgspec.json.Encoder().encode
 _RAW = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _MESSAGES_HEAD = msgspec.json.Decoder(MessagesHead)
@@ -105,8 +106,13 @@ def _resolve(config: GatewayConfig, name: str, param: str) -> str:
     raise error
 
 
-def _decode(request: web.Request, body: bytes, op: Operation, decoder: Any) -> Inbound:
-    typed: MessagesHead | CountHead = decode_body(decoder.decode, body)
+def _decode(
+    request: web.Request,
+    body: bytes,
+    op: Operation,
+    decode: Callable[[bytes], MessagesHead | CountHead],
+) -> Inbound:
+    typed = decode_body(decode, body)
     raw = _RAW.decode(body)
     config = request.app[CONFIG]
     return Inbound(
@@ -123,11 +129,11 @@ def _decode(request: web.Request, body: bytes, op: Operation, decoder: Any) -> I
 
 
 def _decode_messages(request: web.Request, body: bytes) -> Inbound:
-    return _decode(request, body, ANTHROPIC_MESSAGES, _MESSAGES_HEAD)
+    return _decode(request, body, ANTHROPIC_MESSAGES, _MESSAGES_HEAD.decode)
 
 
 def _decode_count(request: web.Request, body: bytes) -> Inbound:
-    return _decode(request, body, ANTHROPIC_COUNT_TOKENS, _COUNT_HEAD)
+    return _decode(request, body, ANTHROPIC_COUNT_TOKENS, _COUNT_HEAD.decode)
 
 
 ANTHROPIC_MESSAGES = Operation(
@@ -162,9 +168,7 @@ def _call(request: web.Request, inbound: Inbound) -> Call:
     )
 
 
-async def _with_key(
-    request: web.Request, call: Call, send: Callable[[Call], Awaitable[Any]]
-) -> Any:
+async def _with_key(request: web.Request, call: Call, send: Callable[[Call], Awaitable[_T]]) -> _T:
     """``send(call)``, telling the fallback middleware which key it used."""
     try:
         return await send(call)

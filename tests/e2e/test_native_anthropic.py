@@ -787,3 +787,24 @@ async def test_a_route_named_like_a_claude_model(
     assert msg.model == CLAUDE
     assert fake_openai.requests[-1].json["model"] == "gpt-4o-mini"
     assert ant.requests == []
+
+
+async def test_beta_messages_as_claude_code_sends_them(env: Env) -> None:
+    """The SDK's beta surface (``?beta=true``, betas in ``anthropic-beta``), which Claude Code
+    uses, works natively and translated, streams and counts included."""
+    betas = ["interleaved-thinking-2025-05-14", "fine-grained-tool-streaming-2025-05-14"]
+    msg = await env.sdk.beta.messages.create(
+        model=CLAUDE, max_tokens=10, messages=USER, betas=betas
+    )
+    assert msg.content[0].type == "text"
+    sent = env.ant.requests[-1]
+    assert sent.path == "/v1/messages"
+    assert "interleaved-thinking-2025-05-14" in sent.headers["anthropic-beta"]
+    counted = await env.sdk.beta.messages.count_tokens(model=CLAUDE, messages=USER, betas=betas)
+    assert counted.input_tokens == 4
+    env.openai.enqueue(Behavior(content="beta"))
+    async with env.sdk.beta.messages.stream(
+        model="openai/gpt-4o-mini", max_tokens=10, messages=USER, betas=betas
+    ) as stream:
+        text = "".join([t async for t in stream.text_stream])
+    assert text == "beta"
