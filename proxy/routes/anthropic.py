@@ -18,7 +18,7 @@ import msgspec
 from aiohttp import web
 
 from providers.registry import PROVIDERS
-from proxy.errors import InvalidRequestError
+from proxy.errors import InvalidRequestError, NotFoundError
 from proxy.keys import CONFIG
 from proxy.native import anthropic as h
 from proxy.operations import add_endpoint
@@ -100,6 +100,14 @@ async def retrieve_model(request: web.Request) -> web.Response:
     raise error
 
 
+async def _unknown(request: web.Request) -> web.Response:
+    raise NotFoundError(
+        f"{request.method} {request.path} is not a route of Anthropic's API here: the gateway "
+        "serves /anthropic/v1/messages, /anthropic/v1/messages/count_tokens and "
+        "/anthropic/v1/models."
+    )
+
+
 def setup(app: web.Application) -> None:
     add_endpoint(app, "POST", "/anthropic/v1/messages", h.ANTHROPIC_MESSAGES, h.messages)
     add_endpoint(
@@ -111,3 +119,5 @@ def setup(app: web.Application) -> None:
     )
     add_endpoint(app, "GET", "/anthropic/v1/models", h.ANTHROPIC_MODELS, list_models)
     add_endpoint(app, "GET", "/anthropic/v1/models/{model:.+}", h.ANTHROPIC_MODELS, retrieve_model)
+    # Last: any other path under /anthropic is Anthropic's 404, in its shape.
+    add_endpoint(app, "*", "/anthropic/{tail:.*}", h.ANTHROPIC_MODELS, _unknown)

@@ -94,7 +94,9 @@ def _events(raw: bytes) -> list[str]:
 async def test_native_create_forwards_the_body_as_sent(env: Env) -> None:
     """A bare Claude model goes to Anthropic with the client's body field for field
     (cache_control, metadata, top_k), and the message comes back as Anthropic sent it."""
-    env.ant.script(Turn(text="Hello there", prompt_tokens=40, cached_tokens=30))
+    env.ant.script(
+        Turn(text="Hello there", prompt_tokens=50, cached_tokens=30, cache_creation_tokens=10)
+    )
     system = [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
     msg = await env.sdk.messages.create(
         model=CLAUDE,
@@ -119,6 +121,7 @@ async def test_native_create_forwards_the_body_as_sent(env: Env) -> None:
     assert msg.content[0].type == "text"
     assert msg.content[0].text == "Hello there"
     assert msg.usage.cache_read_input_tokens == 30
+    assert msg.usage.cache_creation_input_tokens == 10
     assert msg.usage.input_tokens == 10
     assert msg.stop_reason == "end_turn"
 
@@ -589,6 +592,19 @@ async def test_bad_requests_name_the_fault(env: Env) -> None:
         assert words in got["error"]["message"]
     assert env.ant.requests == []
     assert env.openai.requests == []
+
+
+async def test_unknown_paths_are_anthropics_404(env: Env) -> None:
+    """Another path under /anthropic is a 404 not_found_error in Anthropic's shape, behind the
+    gateway key like the rest."""
+    resp = await env.gateway.client.post(
+        "/anthropic/v1/complete", json={}, headers={"x-api-key": MASTER}
+    )
+    assert resp.status == 404
+    assert (await resp.json())["error"]["type"] == "not_found_error"
+    denied = await env.gateway.client.get("/anthropic/v1/files")
+    assert denied.status == 401
+    assert (await denied.json())["error"]["type"] == "authentication_error"
 
 
 async def test_bare_model_without_an_anthropic_provider(
