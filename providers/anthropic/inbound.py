@@ -16,7 +16,9 @@ Translation (:func:`to_chat`):
   after them; images (base64 or URL) become image parts, PDF documents file parts, plain-text
   documents text;
 - an assistant turn's ``thinking``/``redacted_thinking`` blocks become ``thinking_blocks`` (and
-  the thinking text ``reasoning_content``), its ``tool_use`` blocks tool calls;
+  the thinking text ``reasoning_content``), its ``tool_use`` blocks tool calls; a thinking
+  block whose signature is the gateway's envelope (see :mod:`.outbound`) gives back the tool
+  calls' ``extra_content`` and the blocks it holds;
 - ``tools`` become function tools; Anthropic's server tools (``web_search_...``, ``bash_...``)
   exist only at Anthropic and are refused; ``tool_choice`` maps to auto/required/none/named,
   ``disable_parallel_tool_use`` to ``parallel_tool_calls: false``;
@@ -35,6 +37,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from proxy.errors import InvalidRequestError
+from proxy.responses.envelope import Envelope, decode_envelope, is_gateway_envelope
 from proxy.schemas.chat import (
     AssistantMessage,
     ChatRequest,
@@ -366,6 +369,7 @@ def _assistant(content: str | list[InBlock], i: int) -> AssistantMessage:
     calls: list[ToolCall] = []
     thinking: list[ThinkingBlock] = []
     reasoning: list[str] = []
+    extras: dict[str, msgspec.Raw] = {}
     for j, block in enumerate(content):
         kind = block.type
         if kind == "text":
@@ -373,6 +377,11 @@ def _assistant(content: str | list[InBlock], i: int) -> AssistantMessage:
         elif kind == "tool_use":
             arguments = bytes(block.input).decode() or "{}"
             calls.append(ToolCall(id=block.id, function=FunctionCall(block.name, arguments)))
+        elif kind == "thinking" and is_gateway_envelope(block.signature):
+            envelope = _envelope(block.signature, f"messages[{i}].content[{j}].signature")
+            if envelope is not None:
+                thinking += envelope.thinking_blocks
+                extras.update(envelope.tool_extras)
         elif kind == "thinking":
             reasoning.append(block.thinking)
             thinking.append(ThinkingBlock(thinking=block.thinking, signature=block.signature))
@@ -383,6 +392,9 @@ def _assistant(content: str | list[InBlock], i: int) -> AssistantMessage:
                 f"An assistant `{kind}` block can be sent only to an Anthropic model.",
                 param=f"messages[{i}].content[{j}].type",
             )
+    for call in calls:
+        if call.id in extras:
+            call.extra_content = extras[call.id]
     out = AssistantMessage(content="".join(texts) if texts or not calls else None)
     if calls:
         out.tool_calls = calls
@@ -391,6 +403,17 @@ def _assistant(content: str | list[InBlock], i: int) -> AssistantMessage:
     if reasoning:
         out.reasoning_content = "".join(reasoning)
     return out
+
+
+def _envelope(signature: str, where: str) -> Envelope | None:
+    try:
+        return decode_envelope(signature, param=None)
+    except InvalidRequestError:
+        raise InvalidRequestError(
+            "This thinking block's `signature` was issued by this gateway but has been altered; "
+            "send the block back exactly as it was returned.",
+            param=where,
+        ) from None
 
 
 # --- tools ----------------------------------------------------------------------------------

@@ -14,6 +14,13 @@ another family's provider served the request (pure; no I/O).
 
 Usage: OpenAI's ``prompt_tokens`` include cached tokens, Anthropic's ``input_tokens`` exclude
 those read from the cache (``cache_read_input_tokens``).
+
+A tool call may carry what its provider needs back on the next turn (Gemini's thought
+signature, in ``extra_content``); a ``tool_use`` block has no place for it, but a thinking
+block's ``signature`` is opaque state that clients keep and send back. Such a call is preceded
+by an empty thinking block whose signature is the gateway's envelope
+(:mod:`proxy.responses.envelope`: the same one the Responses API uses), which
+:mod:`.inbound` opens again.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from proxy.errors import GatewayError
+from proxy.responses.envelope import encode_envelope
 from proxy.schemas.chat import ChatCompletion, ChatCompletionChunk, Delta, ThinkingBlock
 from proxy.schemas.common import Usage
 
@@ -144,6 +152,11 @@ def _thinking(block: ThinkingBlock) -> _Block:
     return _Thinking(thinking=thinking, signature=signature)
 
 
+def _carrier(call_id: str, extra: msgspec.Raw) -> _Thinking:
+    """The empty thinking block that carries a tool call's ``extra_content``."""
+    return _Thinking(thinking="", signature=encode_envelope([], {call_id: extra}) or "")
+
+
 def message_body(completion: ChatCompletion, *, message_id: str, model: str) -> bytes:
     """``completion`` as Anthropic's message JSON, under ``message_id`` and ``model`` (the
     model the client named)."""
@@ -162,6 +175,8 @@ def message_body(completion: ChatCompletion, *, message_id: str, model: str) -> 
         if text:
             content.append(_Text(text=text))
         for call in msg.tool_calls or ():
+            if call.extra_content is not UNSET:
+                content.append(_carrier(call.id, call.extra_content))
             content.append(
                 _ToolUse(id=call.id, name=call.function.name, input=_input(call.function.arguments))
             )
@@ -327,6 +342,9 @@ class MessageEvents:
         for call in delta.tool_calls or ():
             fn = call.function if call.function is not UNSET else None
             if isinstance(call.id, str) and call.index not in self._tools:
+                if call.extra_content is not UNSET:
+                    out += self._begin("thinking", _carrier(call.id, call.extra_content))
+                    self._close(out)
                 name = fn.name if fn is not None and isinstance(fn.name, str) else ""
                 tool = _ToolUse(id=call.id, name=name, input=msgspec.Raw(b"{}"))
                 out += self._begin("tool", tool)

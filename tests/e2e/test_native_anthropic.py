@@ -455,37 +455,43 @@ async def test_gemini_create_and_stream_with_thinking(env: Env) -> None:
 
 
 async def test_gemini_tool_use_across_turns(env: Env) -> None:
-    """Gemini's function call is a tool_use block, and the tool_result goes back as its
-    functionResponse."""
+    """Gemini's function call is a tool_use block, streamed or not; its thought signature rides
+    in a thinking block's signature and goes back with the call on the next turn, with the
+    tool_result as its functionResponse."""
+    call = ToolCallSpec("c1", "get_weather", '{"city":"Kyiv"}')
     env.gemini.script(
-        Turn(text="", tool_calls=[ToolCallSpec("c1", "get_weather", '{"city":"Kyiv"}')]),
+        Turn(text="", tool_calls=[call], reasoning_signature="sig-gem-1"),
+        Turn(text="", tool_calls=[call], reasoning_signature="sig-gem-2"),
         Turn(text="Mild."),
     )
+    model = "gemini/gemini-3-pro-preview"
     first = await env.sdk.messages.create(
-        model="gemini/gemini-2.5-flash",
-        max_tokens=100,
-        tools=[WEATHER],  # type: ignore[list-item]
-        messages=USER,
+        model=model, max_tokens=100, tools=[WEATHER], messages=USER
     )
-    use = first.content[-1]
-    assert use.type == "tool_use"
-    assert use.input == {"city": "Kyiv"}
+    async with env.sdk.messages.stream(
+        model=model, max_tokens=100, tools=[WEATHER], messages=USER
+    ) as stream:
+        streamed = await stream.get_final_message()
+    for answer in (first, streamed):
+        assert [b.type for b in answer.content] == ["thinking", "tool_use"]
+        assert answer.content[0].thinking == ""  # type: ignore[union-attr]
+        assert answer.content[1].input == {"city": "Kyiv"}  # type: ignore[union-attr]
+    use = streamed.content[1]
     history = [
         *USER,
-        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {"role": "assistant", "content": [b.model_dump() for b in streamed.content]},
         {
             "role": "user",
             "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "9 C"}],
         },
     ]
     second = await env.sdk.messages.create(
-        model="gemini/gemini-2.5-flash",
-        max_tokens=100,
-        tools=[WEATHER],
-        messages=history,  # type: ignore[list-item]
+        model=model, max_tokens=100, tools=[WEATHER], messages=history
     )
     assert second.content[0].text == "Mild."  # type: ignore[union-attr]
     contents = env.gemini.requests[-1].json["contents"]
+    assert contents[1]["parts"][0]["thoughtSignature"] == "sig-gem-2"
+    assert contents[1]["parts"][0]["functionCall"]["name"] == "get_weather"
     response = contents[-1]["parts"][0]["functionResponse"]
     assert response["name"] == "get_weather"
 

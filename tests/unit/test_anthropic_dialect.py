@@ -573,3 +573,54 @@ def test_native_body_replaces_model_and_drops_fallbacks() -> None:
         type=dict[str, msgspec.Raw],
     )
     assert native_body(raw, "claude-x") == b'{"model":"claude-x","max_tokens":5,"x":{"y":[1, 2]}}'
+
+
+def test_tool_call_extras_round_trip_through_a_thinking_signature() -> None:
+    """A tool call's extra_content goes out in an empty thinking block's signature (whole
+    answers and streams alike) and comes back onto the call; an altered one is a 400."""
+    extra = {"google": {"thought_signature": "TS"}}
+    answer = completion(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "f", "arguments": "{}"},
+                    "extra_content": extra,
+                }
+            ],
+        },
+        "tool_calls",
+        {},
+    )
+    content = msgspec.json.decode(message_body(answer, message_id="m", model="p/m"))["content"]
+    assert [b["type"] for b in content] == ["thinking", "tool_use"]
+    events = MessageEvents(message_id="m", model="p/m")
+    start = {"index": 0, "id": "c1", "extra_content": extra, "function": {"name": "f"}}
+    streamed = events_of(events.feed(chunk({"tool_calls": [start]})))
+    signature = streamed[1]["content_block"]["signature"]
+    assert signature == content[0]["signature"]
+    back = messages_in(
+        messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": content},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1"}]},
+        ]
+    )
+    assistant = chat_json(back)["messages"][1]
+    assert assistant["tool_calls"][0]["extra_content"] == extra
+    assert "thinking_blocks" not in assistant
+    content[0]["signature"] = signature[:-2] + "!!"
+    with pytest.raises(InvalidRequestError) as altered:
+        to_chat(
+            messages_in(
+                messages=[
+                    {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": content},
+                ]
+            ),
+            "p/m",
+        )
+    assert altered.value.param == "messages[1].content[0].signature"
