@@ -27,6 +27,11 @@ Translation (:func:`to_chat`):
   ``medium``); ``max_tokens`` becomes ``max_completion_tokens`` (OpenAI's reasoning models
   refuse ``max_tokens``); ``stop_sequences`` ``stop``; ``metadata.user_id`` ``user`` when it
   fits OpenAI's 64 characters. ``top_k`` has no unified equivalent and is not sent.
+
+``cache_control`` marks stay on the text parts for the providers that translate them (Bedrock's
+cache points, Claude on Vertex); :func:`without_cache_control` gives the request as forwarded
+field for field to an OpenAI-compatible upstream, which has no such field (Claude Code marks
+every request).
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ __all__ = [
     "MessagesIn",
     "effort_for",
     "to_chat",
+    "without_cache_control",
 ]
 
 _NO_PARAMETERS = msgspec.Raw(b'{"type":"object","properties":{}}')
@@ -259,6 +265,26 @@ def _sampling(out: ChatRequest, req: MessagesIn) -> None:
         user = req.metadata.user_id
         if user and len(user) <= _USER_MAX:
             out.user = user
+
+
+def without_cache_control(req: ChatRequest) -> ChatRequest:
+    """``req`` without ``cache_control`` marks; a system message of text parts as one string."""
+    messages: list[Message] = []
+    for message in req.messages:
+        content = message.content
+        if isinstance(message, SystemMessage) and isinstance(content, list):
+            text = "\n\n".join(p.text for p in content if isinstance(p, TextPart))
+            message = msgspec.structs.replace(message, content=text)
+        elif isinstance(content, list) and any(
+            isinstance(p, TextPart) and p.cache_control is not UNSET for p in content
+        ):
+            parts = [
+                msgspec.structs.replace(p, cache_control=UNSET) if isinstance(p, TextPart) else p
+                for p in content
+            ]
+            message = msgspec.structs.replace(message, content=parts)
+        messages.append(message)
+    return msgspec.structs.replace(req, messages=messages)
 
 
 # --- messages -------------------------------------------------------------------------------

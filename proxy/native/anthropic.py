@@ -32,6 +32,7 @@ from providers.anthropic.inbound import (
     MessagesHead,
     MessagesIn,
     to_chat,
+    without_cache_control,
 )
 from providers.anthropic.native import NATIVE_COUNT, NATIVE_MESSAGES
 from providers.anthropic.outbound import PING, MessageEvents, error_body, error_event
@@ -198,7 +199,8 @@ def _chat_inbound(request: web.Request, provider: Provider) -> Inbound:
         fallbacks=[],
         stream=inbound.stream,
         wants_usage=True,
-        raw=_RAW.decode(_encode(chat)),
+        # What OpenAI-compatible upstreams get field for field.
+        raw=_RAW.decode(_encode(without_cache_control(chat))),
     )
 
 

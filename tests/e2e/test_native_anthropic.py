@@ -272,16 +272,25 @@ async def test_openai_create_translates_both_ways(env: Env) -> None:
     msg = await env.sdk.messages.create(
         model="openai/gpt-4o-mini",
         max_tokens=300,
-        system="Answer in French.",
+        # Cache marks as Claude Code sends them: OpenAI has no such field.
+        system=[
+            {"type": "text", "text": "Answer in French."},
+            {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}},
+        ],
         stop_sequences=["END"],
         extra_body={"temperature": 0.5},
         thinking={"type": "enabled", "budget_tokens": 8000},
-        messages=USER,
+        messages=[
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}],
+            }
+        ],
     )
     sent = env.openai.requests[-1].json
     assert sent["messages"] == [
-        {"role": "system", "content": "Answer in French."},
-        {"role": "user", "content": "Hi"},
+        {"role": "system", "content": "Answer in French.\n\nBe brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
     ]
     assert sent["model"] == "gpt-4o-mini"
     assert (sent["max_completion_tokens"], sent["stop"], sent["temperature"]) == (300, ["END"], 0.5)

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from providers._sse import SSEEvent
-from providers.anthropic.inbound import MessagesIn, to_chat
+from providers.anthropic.inbound import MessagesIn, to_chat, without_cache_control
 from providers.anthropic.native import NativeStream, native_body
 from providers.anthropic.outbound import MessageEvents, error_body, error_type, message_body
 from proxy.errors import (
@@ -624,3 +624,23 @@ def test_tool_call_extras_round_trip_through_a_thinking_signature() -> None:
             "p/m",
         )
     assert altered.value.param == "messages[1].content[0].signature"
+
+
+def test_without_cache_control() -> None:
+    """The request for OpenAI-compatible upstreams has no cache marks, and its system text as
+    one string; the translated request itself keeps them."""
+    marked = {"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}
+    req = messages_in(
+        system=[{"type": "text", "text": "A"}, {"type": "text", "text": "B", **marked}],
+        messages=[{"role": "user", "content": [marked, {"type": "text", "text": "there"}]}],
+    )
+    chat = to_chat(req, "openai/gpt-4o")
+    stripped = msgspec.json.decode(_enc(without_cache_control(chat)))["messages"]
+    assert stripped == [
+        {"role": "system", "content": "A\n\nB"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "there"}],
+        },
+    ]
+    assert b"cache_control" in _enc(chat)
