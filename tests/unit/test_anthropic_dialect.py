@@ -631,7 +631,7 @@ def test_without_cache_control() -> None:
     one string; the translated request itself keeps them."""
     marked = {"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}
     req = messages_in(
-        system=[{"type": "text", "text": "A"}, {"type": "text", "text": "B", **marked}],
+        system=[{"type": "text", "text": "A"}, {**marked, "text": "B"}],
         messages=[{"role": "user", "content": [marked, {"type": "text", "text": "there"}]}],
     )
     chat = to_chat(req, "openai/gpt-4o")
