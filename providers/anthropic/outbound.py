@@ -283,8 +283,7 @@ class MessageEvents:
         self._finish: str | None = None
         self._usage: Usage | None = None
 
-    def feed(self, chunk: ChatCompletionChunk) -> bytes:
-        out: list[_Event] = []
+    def _start(self, out: list[_Event]) -> None:
         if not self._started:
             self._started = True
             start = _Message(
@@ -296,6 +295,10 @@ class MessageEvents:
                 usage=OutUsage(),
             )
             out.append(_MessageStart(message=start))
+
+    def feed(self, chunk: ChatCompletionChunk) -> bytes:
+        out: list[_Event] = []
+        self._start(out)
         if isinstance(chunk.usage, Usage):
             self._usage = chunk.usage
         for choice in chunk.choices[:1]:
@@ -307,6 +310,7 @@ class MessageEvents:
     def finish(self) -> bytes:
         """What ends the stream: the open block's stop, ``message_delta``, ``message_stop``."""
         out: list[_Event] = []
+        self._start(out)
         self._close(out)
         delta = _StopDelta(stop_reason=stop_reason(self._finish))
         out.append(_MessageDelta(delta=delta, usage=out_usage(self._usage)))

@@ -644,3 +644,10 @@ def test_without_cache_control() -> None:
         },
     ]
     assert b"cache_control" in _enc(chat)
+
+
+def test_an_empty_stream_is_still_a_whole_message() -> None:
+    """An upstream stream with no chunk at all still gives message_start, message_delta and
+    message_stop."""
+    got = events_of(MessageEvents(message_id="m", model="p/m").finish())
+    assert [e["type"] for e in got] == ["message_start", "message_delta", "message_stop"]
