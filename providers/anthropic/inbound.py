@@ -23,10 +23,11 @@ Translation (:func:`to_chat`):
   exist only at Anthropic and are refused; ``tool_choice`` maps to auto/required/none/named,
   ``disable_parallel_tool_use`` to ``parallel_tool_calls: false``;
 - ``thinking`` becomes ``reasoning_effort`` by budget (below 4,096 tokens ``low``, below 16,384
-  ``medium``, else ``high``; adaptive thinking takes ``output_config.effort``, else
-  ``medium``); ``max_tokens`` becomes ``max_completion_tokens`` (OpenAI's reasoning models
-  refuse ``max_tokens``); ``stop_sequences`` ``stop``; ``metadata.user_id`` ``user`` when it
-  fits OpenAI's 64 characters. ``top_k`` has no unified equivalent and is not sent.
+  ``medium``, else ``high``; adaptive thinking takes ``output_config.effort``, ``high`` for
+  ``max``, else ``medium``); ``max_tokens`` becomes ``max_completion_tokens`` (OpenAI's
+  reasoning models refuse ``max_tokens``), passed as is (a model with a smaller output limit
+  refuses it); ``stop_sequences`` ``stop``; ``metadata.user_id`` ``user`` when it fits
+  OpenAI's 64 characters. ``top_k`` has no unified equivalent and is not sent.
 
 ``cache_control`` marks stay on the text parts for the providers that translate them (Bedrock's
 cache points, Claude on Vertex); :func:`without_cache_control` gives the request as forwarded
@@ -88,6 +89,8 @@ _USER_MAX = 64
 # Tool types that are client tools (a JSON schema the caller runs); anything else is a server
 # tool Anthropic runs itself.
 _CLIENT_TOOLS = frozenset({"custom"})
+# The unified ``reasoning_effort`` levels.
+_EFFORTS = frozenset({"minimal", "low", "medium", "high", "xhigh"})
 
 
 class InSource(msgspec.Struct):
@@ -219,7 +222,10 @@ def effort_for(thinking: InThinking | UnsetType, output: InOutputConfig | UnsetT
         return None
     if thinking.type == "adaptive":
         effort = output.effort if output is not UNSET else None
-        return effort or "medium"
+        if effort is None:
+            return "medium"
+        # Anthropic's ``max`` (and any level added later) is the most there is.
+        return effort if effort in _EFFORTS else "high"
     if thinking.budget_tokens < 4096:
         return "low"
     return "medium" if thinking.budget_tokens < 16384 else "high"
