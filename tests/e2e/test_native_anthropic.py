@@ -12,8 +12,10 @@ import anthropic
 import pytest
 from structlog.testing import capture_logs
 
+from tests.conformance.case_bedrock import bedrock_config
 from tests.conftest import Gateway, MakeGateway, provider_for
 from tests.fakes.anthropic import AnthropicTurn, FakeAnthropic
+from tests.fakes.bedrock import FakeBedrock
 from tests.fakes.gemini import API_KEY as GEMINI_KEY
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import Behavior, FakeOpenAI
@@ -839,3 +841,32 @@ async def test_beta_messages_as_claude_code_sends_them(env: Env) -> None:
     ) as stream:
         text = "".join([t async for t in stream.text_stream])
     assert text == "beta"
+
+
+async def test_claude_on_bedrock_through_translation(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI
+) -> None:
+    """Claude on Bedrock (a fourth provider, translated to Converse) answers the SDK, whole
+    and streamed, with the system prompt's cache mark as a Converse cache point."""
+    async with FakeBedrock() as bedrock:
+        gateway = await make_gateway(
+            {"providers": {"bedrock": bedrock_config(bedrock), "openai": provider_for(fake_openai)}}
+        )
+        sdk = anthropic.AsyncAnthropic(
+            base_url=str(gateway.client.make_url("/anthropic")), api_key="x", max_retries=0
+        )
+        bedrock.script(Turn(text="From Bedrock"), Turn(text="Streamed", pieces=2))
+        model = "bedrock/anthropic.claude-3-7-sonnet-20250219-v1:0"
+        system = [{"type": "text", "text": "Sys", "cache_control": {"type": "ephemeral"}}]
+        try:
+            msg = await sdk.messages.create(
+                model=model, max_tokens=50, system=system, messages=USER
+            )
+            async with sdk.messages.stream(model=model, max_tokens=50, messages=USER) as stream:
+                text = "".join([t async for t in stream.text_stream])
+        finally:
+            await sdk.close()
+    assert msg.content[0].text == "From Bedrock"  # type: ignore[union-attr]
+    assert text == "Streamed"
+    first = bedrock.requests[0].json
+    assert first["system"] == [{"text": "Sys"}, {"cachePoint": {"type": "default"}}]
