@@ -56,6 +56,7 @@ __all__ = [
     "ANTHROPIC_COUNT_TOKENS",
     "ANTHROPIC_MESSAGES",
     "ANTHROPIC_MODELS",
+    "ANTHROPIC_OTHER",
     "count_tokens",
     "family_provider",
     "messages",
@@ -152,6 +153,8 @@ ANTHROPIC_COUNT_TOKENS = Operation(
     render_error=error_body,
 )
 ANTHROPIC_MODELS = Operation("anthropic_models", "none", routed=False, render_error=error_body)
+# Any other path under /anthropic: Anthropic's 404, behind the gateway key like the rest.
+ANTHROPIC_OTHER = Operation("anthropic_unknown", "none", routed=False, render_error=error_body)
 
 
 # --- calls ----------------------------------------------------------------------------------

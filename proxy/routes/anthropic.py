@@ -120,4 +120,4 @@ def setup(app: web.Application) -> None:
     add_endpoint(app, "GET", "/anthropic/v1/models", h.ANTHROPIC_MODELS, list_models)
     add_endpoint(app, "GET", "/anthropic/v1/models/{model:.+}", h.ANTHROPIC_MODELS, retrieve_model)
     # Last: any other path under /anthropic is Anthropic's 404, in its shape.
-    add_endpoint(app, "*", "/anthropic/{tail:.*}", h.ANTHROPIC_MODELS, _unknown)
+    add_endpoint(app, "*", "/anthropic/{tail:.*}", h.ANTHROPIC_OTHER, _unknown)
