@@ -18,7 +18,7 @@ connection alive.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import msgspec
@@ -207,10 +207,12 @@ def _chat_inbound(request: web.Request, provider: Provider) -> Inbound:
     )
 
 
-def _headers(request: web.Request) -> dict[str, str]:
+def _headers(request: web.Request, upstream: Mapping[str, str]) -> dict[str, str]:
+    """The upstream's headers worth passing on, and the gateway's: ``request-id`` (which the
+    SDKs read) is the gateway's, Anthropic's own kept as ``x-thruway-upstream-request-id``."""
     target = request[TARGET]
     outcome = request[OUTCOME]
-    return {
+    own = {
         "request-id": request[REQUEST_ID],
         "x-request-id": request[REQUEST_ID],
         "x-thruway-provider": target.provider,
@@ -219,6 +221,15 @@ def _headers(request: web.Request) -> dict[str, str]:
         "x-thruway-attempts": str(outcome.attempts),
         "x-thruway-fallback-index": str(target.index),
     }
+    out: dict[str, str] = {}
+    for name, value in upstream.items():
+        lower = name.lower()
+        if lower == "request-id":
+            out["x-thruway-upstream-request-id"] = value
+        elif lower not in own:
+            out[name] = value
+    out.update(own)
+    return out
 
 
 def _bad_reply(provider: str, what: str) -> UpstreamError:
@@ -261,7 +272,7 @@ def _json(request: web.Request, reply: JSONReply, native: bool) -> web.Response:
             raise _bad_reply(request[TARGET].provider, "answer") from None
         model = request[BODY].typed.model
         body = render_message(completion, message_id=_message_id(request), model=model)
-    headers = {**reply.headers, **_headers(request), "Content-Type": "application/json"}
+    headers = {**_headers(request, reply.headers), "Content-Type": "application/json"}
     return web.Response(body=body, headers=headers)
 
 
@@ -303,7 +314,7 @@ async def _stream(
         raise
     outcome.ttfb_ms = outcome.elapsed_ms()
     try:
-        response = await open_event_stream(request, {**stream.headers, **_headers(request)})
+        response = await open_event_stream(request, _headers(request, stream.headers))
     except BaseException:
         await stream.aclose()
         outcome.usage = stream.usage
@@ -367,9 +378,9 @@ async def count_tokens(request: web.Request) -> web.Response:
             chat = inbound.typed
             tools = chat.tools if isinstance(chat.tools, list) else []
             estimate = max(1, (len(_encode(chat.messages)) + len(_encode(tools))) // 4)
-            headers = {**_headers(request), "x-thruway-token-count": "estimated"}
+            headers = {**_headers(request, {}), "x-thruway-token-count": "estimated"}
             return _count_response(estimate, headers)
-    headers = {**_headers(request), "x-thruway-token-count": "provider"}
+    headers = {**_headers(request, {}), "x-thruway-token-count": "provider"}
     return _count_response(counted, headers)
 
 

@@ -120,6 +120,15 @@ async def test_native_create_forwards_the_body_as_sent(env: Env) -> None:
     }
     assert sent.headers["x-api-key"] == ANT_KEY
     assert "prompt-caching-2024-07-31" in sent.headers["anthropic-beta"]
+    # The request id the SDKs read is the gateway's; Anthropic's is kept beside it.
+    raw = await env.gateway.client.post(
+        "/anthropic/v1/messages",
+        json={"model": CLAUDE, "max_tokens": 5, "messages": USER},
+        headers={"x-api-key": MASTER, "x-request-id": "req-own-1"},
+    )
+    assert raw.headers.getall("request-id") == ["req-own-1"]
+    assert raw.headers["x-thruway-upstream-request-id"].startswith("req_")
+    assert raw.headers["anthropic-ratelimit-requests-limit"] == "4000"
     assert msg.content[0].type == "text"
     assert msg.content[0].text == "Hello there"
     assert msg.usage.cache_read_input_tokens == 30
