@@ -18,7 +18,7 @@ connection alive.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import msgspec
@@ -276,12 +276,14 @@ def _json(request: web.Request, reply: JSONReply, native: bool) -> web.Response:
     return web.Response(body=body, headers=headers)
 
 
-async def _native_events(stream: EventStream) -> AsyncIterator[bytes]:
+async def _native_events(stream: EventStream) -> AsyncGenerator[bytes, None]:
     async for batch in stream:
         yield b"".join(batch)
 
 
-async def _translated_events(request: web.Request, stream: EventStream) -> AsyncIterator[bytes]:
+async def _translated_events(
+    request: web.Request, stream: EventStream
+) -> AsyncGenerator[bytes, None]:
     events = MessageEvents(message_id=_message_id(request), model=request[BODY].typed.model)
     provider = request[TARGET].provider
     async for payloads in stream:
@@ -298,8 +300,15 @@ async def _translated_events(request: web.Request, stream: EventStream) -> Async
     yield events.finish()
 
 
+async def _close(source: AsyncGenerator[bytes, None], stream: EventStream) -> None:
+    try:
+        await source.aclose()
+    finally:
+        await stream.aclose()
+
+
 async def _stream(
-    request: web.Request, stream: EventStream, source: AsyncIterator[bytes]
+    request: web.Request, stream: EventStream, source: AsyncGenerator[bytes, None]
 ) -> web.StreamResponse:
     """Forward ``source`` (SSE bytes) once its first batch is in; see the module docstring."""
     outcome = request[OUTCOME]
@@ -309,14 +318,14 @@ async def _stream(
     except StopAsyncIteration:
         first = None
     except BaseException:
-        await stream.aclose()
+        await _close(source, stream)
         outcome.usage = stream.usage
         raise
     outcome.ttfb_ms = outcome.elapsed_ms()
     try:
         response = await open_event_stream(request, _headers(request, stream.headers))
     except BaseException:
-        await stream.aclose()
+        await _close(source, stream)
         outcome.usage = stream.usage
         raise
     request.app[METRICS].stream_opened(request)
@@ -340,7 +349,7 @@ async def _stream(
     finally:
         keepalive.stop()
         # Closed first: a stream cut short settles its usage as it closes.
-        await stream.aclose()
+        await _close(source, stream)
         outcome.usage = stream.usage
     try:
         await response.write_eof()
