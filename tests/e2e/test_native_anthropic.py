@@ -555,6 +555,28 @@ async def test_models_list_in_anthropics_shape(env: Env) -> None:
     assert "claude-haiku-4-5-20251001" in every
     assert "gemini/gemini-2.5-flash" in every
     assert any(m.startswith("openai/") for m in every)
+    before = await env.gateway.client.get(
+        "/anthropic/v1/models?limit=1&before_id=claude-sonnet-4-5-20250929",
+        headers={"x-api-key": MASTER},
+    )
+    assert await before.json() == {
+        "data": [
+            {
+                "id": "claude-opus-4-7",
+                "display_name": "claude-opus-4-7",
+                "created_at": "2026-04-16T00:00:00Z",
+                "type": "model",
+            }
+        ],
+        "has_more": False,
+        "first_id": "claude-opus-4-7",
+        "last_id": "claude-opus-4-7",
+    }
+    bad = await env.gateway.client.get(
+        "/anthropic/v1/models?limit=0", headers={"x-api-key": MASTER}
+    )
+    assert bad.status == 400
+    assert (await bad.json())["error"]["type"] == "invalid_request_error"
     one = await env.sdk.models.retrieve("claude-opus-4-7")
     assert one.type == "model"
     assert one.id == "claude-opus-4-7"
@@ -879,3 +901,28 @@ async def test_claude_on_bedrock_through_translation(
     assert text == "Streamed"
     first = bedrock.requests[0].json
     assert first["system"] == [{"text": "Sys"}, {"cachePoint": {"type": "default"}}]
+
+
+async def test_bare_model_goes_to_the_only_anthropic_typed_provider(
+    make_gateway: MakeGateway, fakes: tuple[FakeAnthropic, FakeGemini]
+) -> None:
+    """With no provider named ``anthropic``, a bare Claude name means the one provider of type
+    ``anthropic``, natively."""
+    ant, _ = fakes
+    gateway = await make_gateway(
+        {
+            "providers": {
+                "claude": {
+                    "type": "anthropic",
+                    "base_url": ant.base_url,
+                    "keys": [{"value": ANT_KEY}],
+                }
+            }
+        }
+    )
+    resp = await gateway.client.post(
+        "/anthropic/v1/messages", json={"model": CLAUDE, "max_tokens": 5, "messages": USER}
+    )
+    assert resp.status == 200
+    assert resp.headers["x-thruway-provider"] == "claude"
+    assert ant.requests[-1].json["model"] == CLAUDE
