@@ -1,5 +1,5 @@
-"""The ``/anthropic`` route's pure parts: a client's Messages request to the unified chat
-request, unified answers and chunks back to Anthropic's shapes, and the native stream."""
+"""The ``/anthropic`` route's translation (pure): a client's Messages request to the unified
+chat request, and unified answers and chunks back to Anthropic's shapes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import pytest
 
 from providers.anthropic.inbound import MessagesIn, to_chat, without_cache_control
 from providers.anthropic.outbound import MessageEvents, message_body
-from proxy.errors import (
-    InvalidRequestError,
-)
+from proxy.errors import InvalidRequestError
 from proxy.schemas.chat import ChatCompletion, ChatCompletionChunk
 
 _enc = msgspec.json.encode
