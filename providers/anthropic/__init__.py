@@ -8,6 +8,10 @@ model list (``GET /v1/models``, every page) and input-token counts (``POST
 /v1/messages/count_tokens``, the chat translation without what that endpoint refuses) are
 served; Anthropic has no embeddings or audio.
 
+The ``/anthropic`` route's own requests (``anthropic_messages``, ``anthropic_count_tokens``) are
+forwarded natively, body and stream as they are (:mod:`.native`), with the same headers, keys,
+timeouts and error mapping.
+
 The translation lives in :mod:`.translate` (request), :mod:`.response` (answer),
 :mod:`.stream` (events) and :mod:`.errors`; :mod:`.models` holds what differs by model version
 (the default ``max_tokens``, how thinking is asked for).
@@ -15,7 +19,7 @@ The translation lives in :mod:`.translate` (request), :mod:`.response` (answer),
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from urllib.parse import quote
 
 import msgspec
@@ -24,13 +28,20 @@ from providers._counting import CountingProvider
 from providers._keys import KeyRing
 from providers._translated import Prepared, StreamTranslator
 from providers._types import BuildContext, KeyedType, ProviderType
-from providers._upstream import Upstream
+from providers._upstream import Upstream, forwardable_headers
 from providers.anthropic.errors import map_error
+from providers.anthropic.native import (
+    NATIVE_COUNT,
+    NATIVE_MESSAGES,
+    NativeStream,
+    message_usage,
+    native_body,
+)
 from providers.anthropic.response import from_native
 from providers.anthropic.stream import AnthropicStream
 from providers.anthropic.translate import count_body, to_native
 from providers.anthropic.wire import Message, ModelPage, TokenCount
-from providers.base import ModelInfo
+from providers.base import Call, EventStream, JSONReply, ModelInfo, Reply
 from proxy.config import ProviderConfig
 from proxy.errors import UpstreamError
 from proxy.schemas.chat import ChatCompletion, ChatRequest
@@ -71,7 +82,12 @@ class AnthropicProvider(CountingProvider):
         proxy: str | None = None,
     ) -> None:
         super().__init__(
-            name, settings, upstream, keys, operations=frozenset({"chat_completion"}), proxy=proxy
+            name,
+            settings,
+            upstream,
+            keys,
+            operations=frozenset({"chat_completion", NATIVE_MESSAGES, NATIVE_COUNT}),
+            proxy=proxy,
         )
         self._base = (settings.base_url or BASE_URL).rstrip("/")
         static = {k: v for k, v in settings.headers.items() if k.lower() != _BETA}
@@ -110,6 +126,74 @@ class AnthropicProvider(CountingProvider):
 
     def count_response(self, body: bytes) -> int:
         return _token_count(body).input_tokens
+
+    # --- the /anthropic route's requests, forwarded as they are ----------------------------
+
+    def _native(self, call: Call, path: str) -> Prepared:
+        key = self._key_index(call)
+        model = self.upstream_model(call.target.model)
+        headers = self._post_headers[key or 0]
+        passed = self.client_headers(call.client_headers)
+        return Prepared(
+            url=f"{self._base}{path}",
+            headers={**headers, **passed} if passed else headers,
+            body=native_body(call.inbound.raw or {}, model),
+        )
+
+    async def send(self, call: Call) -> Reply:
+        if call.inbound.op.name != NATIVE_MESSAGES:
+            return await super().send(call)
+        prepared = self._native(call, "/v1/messages")
+        if call.inbound.stream:
+            return await self._native_stream(call, prepared)
+        body, headers = await self.fetch(prepared, call.timeout_s)
+        try:
+            usage = message_usage(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise self.bad_response("response") from exc
+        return JSONReply(body=body, usage=usage, headers=headers)
+
+    async def _native_stream(self, call: Call, prepared: Prepared) -> EventStream:
+        """Anthropic's events as they arrive, one batch per read (SSE bytes, whole events)."""
+        guard = self.timeouts.stream(call.timeout_s)
+        resp = await self.open(prepared, guard)
+        if resp.content_type not in self.stream_content_types:
+            guard.stop()
+            resp.release()
+            raise UpstreamError(
+                f"{self.name}: expected an event stream, got `{resp.content_type}`.",
+                status=502,
+                provider=self.name,
+            )
+        native = NativeStream(provider=self.name, scrub=self.scrub)
+
+        async def events(stream: EventStream) -> AsyncGenerator[list[bytes], None]:
+            try:
+                async for batch in self.read_stream(resp, guard):
+                    out, error = native.feed(batch)
+                    stream.usage = native.usage
+                    if out:
+                        # The first-event limit is met; the idle one applies now.
+                        guard.first_event()
+                        yield [out]
+                    if error is not None:
+                        raise error
+                tail = native.finish()
+                if tail:
+                    yield [tail]
+            finally:
+                stream.usage = native.usage
+
+        return EventStream(events, close=guard.close, headers=forwardable_headers(resp.headers))
+
+    async def count_tokens(self, call: Call) -> int:
+        if call.inbound.op.name != NATIVE_COUNT:
+            return await super().count_tokens(call)
+        body, _ = await self.fetch(self._native(call, "/v1/messages/count_tokens"), call.timeout_s)
+        try:
+            return self.count_response(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise self.bad_response("token count") from exc
 
     def client_headers(self, sent: Mapping[str, str]) -> Mapping[str, str]:
         client = sent.get(_BETA)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.routes import admin, bedrock, health, metrics, openai, openai_native, responses
+from proxy.routes import (
+    admin,
+    anthropic,
+    bedrock,
+    health,
+    metrics,
+    openai,
+    openai_native,
+    responses,
+)
 
 __all__ = ["setup_routes"]
 
@@ -12,6 +21,7 @@ __all__ = ["setup_routes"]
 def setup_routes(app: web.Application) -> None:
     openai.setup(app)
     responses.setup(app)
+    anthropic.setup(app)
     bedrock.setup(app)
     openai_native.setup(app)
     health.setup(app)
