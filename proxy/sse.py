@@ -44,14 +44,18 @@ async def open_event_stream(request: web.Request, headers: Mapping[str, str]) ->
 
 
 class KeepAlive:
-    """Sends ``: keep-alive`` when nothing was written for ``interval`` seconds.
+    """Sends ``: keep-alive`` (or ``beat``, where a client reads comments as data) when nothing
+    was written for ``interval`` seconds.
 
     One ``call_later`` timer per stream; :meth:`touch` after each write only records the time.
     """
 
-    __slots__ = ("_handle", "_interval", "_last", "_loop", "_response", "_task")
+    __slots__ = ("_beat", "_handle", "_interval", "_last", "_loop", "_response", "_task")
 
-    def __init__(self, response: web.StreamResponse, interval: float) -> None:
+    def __init__(
+        self, response: web.StreamResponse, interval: float, *, beat: bytes = KEEPALIVE
+    ) -> None:
+        self._beat = beat
         self._loop = asyncio.get_running_loop()
         self._response = response
         self._interval = interval
@@ -74,7 +78,7 @@ class KeepAlive:
     async def _send(self) -> None:
         # A failure means the client is gone; the stream's next write (or cancellation) ends it.
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await self._response.write(KEEPALIVE)
+            await self._response.write(self._beat)
 
     def stop(self) -> None:
         if self._handle is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.routes import health, metrics, openai, responses
+from proxy.routes import genai, health, metrics, openai, responses
 
 __all__ = ["setup_routes"]
 
@@ -12,5 +12,6 @@ __all__ = ["setup_routes"]
 def setup_routes(app: web.Application) -> None:
     openai.setup(app)
     responses.setup(app)
+    genai.setup(app)
     health.setup(app)
     metrics.setup(app)
