@@ -6,6 +6,9 @@ answers, and the gateway's errors as Google's error body.
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 import msgspec
 from msgspec import UNSET
 
@@ -33,6 +36,7 @@ __all__ = [
     "error_body",
     "from_completion",
     "google_status",
+    "signature_text",
     "usage_metadata",
 ]
 
@@ -148,6 +152,23 @@ def _args(arguments: str) -> msgspec.Raw:
     return msgspec.Raw(one_line)
 
 
+def signature_bytes(signature: str) -> str:
+    """A provider's signature as ``thoughtSignature``, which Gemini types as bytes (base64):
+    its text's bytes, so any signature travels and comes back as it was."""
+    return base64.b64encode(signature.encode()).decode()
+
+
+def signature_text(signature: str) -> str:
+    """The signature :func:`signature_bytes` wrote (SDKs may send it back URL-safe, without
+    padding); a value that is not one is returned as it is."""
+    padded = signature.replace("-", "+").replace("_", "/")
+    padded += "=" * (-len(padded) % 4)
+    try:
+        return base64.b64decode(padded, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return signature
+
+
 def _thought_parts(reasoning: str | None, blocks: list[ThinkingBlock]) -> list[Part]:
     signed = [b for b in blocks if isinstance(b.signature, str)]
     if signed:
@@ -155,9 +176,10 @@ def _thought_parts(reasoning: str | None, blocks: list[ThinkingBlock]) -> list[P
             Part(
                 text=b.thinking if isinstance(b.thinking, str) else "",
                 thought=True,
-                thought_signature=b.signature,
+                thought_signature=signature_bytes(b.signature),
             )
             for b in signed
+            if isinstance(b.signature, str)
         ]
     return [Part(text=reasoning, thought=True)] if reasoning else []
 
@@ -241,7 +263,8 @@ class ChunkReader:
                 parts.append(Part(text=delta.reasoning_content, thought=True))
             for block in delta.thinking_blocks or ():
                 if isinstance(block.signature, str):
-                    parts.append(Part(text="", thought=True, thought_signature=block.signature))
+                    signature = signature_bytes(block.signature)
+                    parts.append(Part(text="", thought=True, thought_signature=signature))
             text = delta.content or delta.refusal
             if isinstance(text, str) and text:
                 parts.append(Part(text=text))

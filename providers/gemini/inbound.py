@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from providers.gemini.answer import signature_text
 from providers.gemini.schema import json_schema
 from providers.gemini.wire import Content, Part
 from proxy.errors import InvalidRequestError
@@ -73,6 +74,9 @@ _OPAQUE = frozenset(
     }
 )
 _SNAKE = re.compile(r"_([a-z0-9])")
+_LEVELS = frozenset({"MINIMAL", "LOW", "MEDIUM", "HIGH"})
+# The largest thinkingBudget each effort stands for (the unified efforts' usual budgets).
+_BUDGETS = ((0, "none"), (1024, "minimal"), (4096, "low"), (12288, "medium"), (20480, "high"))
 
 
 def camel_keys(value: Any) -> Any:
@@ -295,7 +299,8 @@ def _model_message(content: Content, calls: _Calls, provider: str, param: str) -
             thoughts.append(said)
             pending.append(said)
             if isinstance(part.thought_signature, str):
-                block = ThinkingBlock(thinking="".join(pending), signature=part.thought_signature)
+                signature = signature_text(part.thought_signature)
+                block = ThinkingBlock(thinking="".join(pending), signature=signature)
                 blocks.append(block)
                 pending = []
         elif isinstance(part.text, str):
@@ -418,20 +423,22 @@ def _tool_choice(
 
 
 def _effort(thinking: ThinkingConfig | UnsetType) -> str | UnsetType:
-    """thinkingLevel as it is; a thinkingBudget as the nearest effort (0: none; -1, dynamic:
-    medium)."""
+    """thinkingLevel as the effort of the same name; a thinkingBudget as the effort whose
+    budget is nearest (0: none; -1, dynamic: medium)."""
     if thinking is UNSET:
         return UNSET
-    if isinstance(thinking.thinking_level, str):
-        return thinking.thinking_level.lower()
+    level = thinking.thinking_level
+    if isinstance(level, str) and level.upper() in _LEVELS:
+        return level.lower()
     budget = thinking.thinking_budget
     if not isinstance(budget, int):
         return UNSET
-    if budget == 0:
-        return "none"
     if budget < 0:
         return "medium"
-    return "low" if budget <= 2048 else "medium" if budget <= 12288 else "high"
+    for limit, effort in _BUDGETS:
+        if budget <= limit:
+            return effort
+    return "xhigh"
 
 
 def _format(config: GenerationConfig) -> ResponseFormat | UnsetType:

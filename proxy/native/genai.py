@@ -117,7 +117,12 @@ def _decode(request: web.Request, body: bytes, op: Operation, method: str, strea
     fallbacks: list[str] = []
     if "fallbacks" in raw:
         # The gateway's own field (sent with ``http_options.extra_body``): never forwarded.
-        fallbacks = decode_body(_FALLBACKS.decode, raw.pop("fallbacks"))
+        try:
+            fallbacks = _FALLBACKS.decode(raw.pop("fallbacks"))
+        except msgspec.ValidationError:
+            raise InvalidRequestError(
+                "`fallbacks` must be a list of `provider/model` names.", param="fallbacks"
+            ) from None
         body = _encode(raw)
     if stream and request.query.get("alt") != "sse":
         raise InvalidRequestError(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from google import genai
 from google.genai import errors, types
+from structlog.testing import capture_logs
 
 from tests.conftest import Gateway, MakeGateway, provider_for
 from tests.fakes.anthropic import FakeAnthropic
@@ -355,3 +356,240 @@ async def test_upstream_rate_limit_keeps_its_status(env: Env) -> None:
         await env.client.aio.models.generate_content(model=GEMINI, contents="Hi")
     assert caught.value.code == 429
     assert caught.value.status == "RESOURCE_EXHAUSTED"
+
+
+async def test_unknown_method_is_a_google_404(env: Env) -> None:
+    """A /genai path the gateway does not serve is a 404 NOT_FOUND in Google's shape."""
+    url = env.gateway.client.make_url(f"/genai/v1beta/models/{GEMINI}:predict")
+    async with env.gateway.client.session.post(url, json={}) as resp:
+        assert resp.status == 404
+        body = await resp.json()
+    assert body["error"]["code"] == 404
+    assert body["error"]["status"] == "NOT_FOUND"
+    assert body["error"]["message"].startswith("Invalid URL (POST /genai/v1beta/models/")
+
+
+async def test_bad_body_is_invalid_argument(env: Env) -> None:
+    """A body that is not JSON is a 400 INVALID_ARGUMENT before any provider is asked."""
+    url = env.gateway.client.make_url(f"/genai/v1beta/models/{CLAUDE}:generateContent")
+    async with env.gateway.client.session.post(url, data=b"{not json") as resp:
+        assert resp.status == 400
+        body = await resp.json()
+    assert body["error"]["status"] == "INVALID_ARGUMENT"
+    assert "not valid JSON" in body["error"]["message"]
+    assert env.anthropic.requests == []
+
+
+async def test_stream_without_alt_sse_is_refused(env: Env) -> None:
+    """streamGenerateContent without ``alt=sse`` is a 400 naming ``alt``."""
+    url = env.gateway.client.make_url(f"/genai/v1beta/models/{GEMINI}:streamGenerateContent")
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+    async with env.gateway.client.session.post(url, json=body) as resp:
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+    assert error["details"][0]["metadata"]["param"] == "alt"
+
+
+async def test_untranslatable_tool_is_refused_for_other_providers(env: Env) -> None:
+    """Google's built-in tools reach Gemini, and are a 400 naming them for other providers."""
+    config = types.GenerateContentConfig(tools=[types.Tool(google_search=types.GoogleSearch())])
+    await env.client.aio.models.generate_content(model=GEMINI, contents="Hi", config=config)
+    assert env.gemini.requests[-1].json["tools"] == [{"googleSearch": {}}]
+    with pytest.raises(errors.ClientError) as caught:
+        await env.client.aio.models.generate_content(model=GPT, contents="Hi", config=config)
+    assert caught.value.code == 400
+    assert "googleSearch" in (caught.value.message or "")
+    assert env.openai.requests == []
+
+
+# --- authentication, versions, models -----------------------------------------------------------
+
+
+async def test_gateway_key_in_x_goog_api_key(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI
+) -> None:
+    """With a master key the SDK's x-goog-api-key is the gateway key; a wrong one is 401
+    UNAUTHENTICATED in Google's shape."""
+    gateway = await make_gateway(
+        {"auth": {"master_key": "sk-master"}, "providers": {"openai": provider_for(fake_openai)}}
+    )
+    good, bad = sdk(gateway, key="sk-master"), sdk(gateway, key="sk-wrong")
+    try:
+        resp = await good.aio.models.generate_content(model=GPT, contents="Hi")
+        assert resp.text == "Hello from the fake!"
+        with pytest.raises(errors.ClientError) as caught:
+            await bad.aio.models.generate_content(model=GPT, contents="Hi")
+    finally:
+        await good.aio.aclose()
+        await bad.aio.aclose()
+    assert caught.value.code == 401
+    assert caught.value.status == "UNAUTHENTICATED"
+    headers = {k.lower(): v for k, v in fake_openai.requests[-1].headers.items()}
+    assert headers["authorization"] == "Bearer sk-fake-upstream"
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+async def test_other_api_versions(env: Env, version: str) -> None:
+    """The SDK's default v1 (and v1alpha) paths are served too; Gemini is asked on the
+    provider's own version."""
+    client = sdk(env.gateway, version=version)
+    try:
+        resp = await client.aio.models.generate_content(model=GEMINI, contents="Hi")
+    finally:
+        await client.aio.aclose()
+    assert resp.text == "Hello from the fake!"
+    assert env.gemini.requests[-1].path == f"/v1beta/models/{GEMINI}:generateContent"
+
+
+async def test_model_list_and_get(env: Env) -> None:
+    """models.list pages through every provider's models as ``models/provider/id``, and
+    models.get finds one of them."""
+    pager = await env.client.aio.models.list(config=types.ListModelsConfig(page_size=3))
+    names = [m.name async for m in pager]
+    assert "models/openai/gpt-4o-mini" in names
+    assert "models/gemini/gemini-2.5-flash" in names
+    assert "models/anthropic/claude-sonnet-4-5-20250929" in names
+    assert len(names) == len(set(names))
+    model = await env.client.aio.models.get(model="openai/gpt-4o-mini")
+    assert model.name == "models/openai/gpt-4o-mini"
+    assert model.supported_actions == ["generateContent", "streamGenerateContent", "countTokens"]
+    with pytest.raises(errors.ClientError) as caught:
+        await env.client.aio.models.get(model="openai/no-such-model")
+    assert caught.value.code == 404
+
+
+async def test_bare_model_without_gemini_provider(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI
+) -> None:
+    """A bare model name with no Gemini provider configured is a 404 saying to name the
+    provider, and which exist."""
+    gateway = await make_gateway({"providers": {"openai": provider_for(fake_openai)}})
+    client = sdk(gateway)
+    try:
+        with pytest.raises(errors.ClientError) as caught:
+            await client.aio.models.generate_content(model="gemini-2.5-flash", contents="Hi")
+    finally:
+        await client.aio.aclose()
+    assert caught.value.code == 404
+    assert caught.value.status == "NOT_FOUND"
+    assert "Configured providers: openai." in (caught.value.message or "")
+
+
+# --- translation in depth -----------------------------------------------------------------------
+
+
+async def test_response_schema_becomes_json_schema(env: Env) -> None:
+    """responseSchema (Google's schema, in capitals) reaches OpenAI as a JSON Schema
+    response_format."""
+    schema = types.Schema(
+        type=types.Type.OBJECT,
+        properties={
+            "city": types.Schema(type=types.Type.STRING),
+            "rain": types.Schema(type=types.Type.BOOLEAN, nullable=True),
+        },
+        required=["city"],
+    )
+    config = types.GenerateContentConfig(
+        response_mime_type="application/json", response_schema=schema
+    )
+    await env.client.aio.models.generate_content(model=GPT, contents="Hi", config=config)
+    fmt = env.openai.requests[-1].json["response_format"]
+    assert fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["schema"] == {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "rain": {"type": ["boolean", "null"]}},
+        "required": ["city"],
+    }
+
+
+async def test_stream_tool_call_translated(env: Env) -> None:
+    """A tool call streamed by OpenAI in pieces reaches the SDK whole, as Gemini sends it."""
+    env.openai.enqueue(
+        Behavior(
+            content="",
+            tool_calls=[{"id": "call_9", "name": "get_weather", "arguments": '{"city":"Oslo"}'}],
+        )
+    )
+    config = types.GenerateContentConfig(tools=[types.Tool(function_declarations=[WEATHER])])
+    chunks = [
+        c
+        async for c in await env.client.aio.models.generate_content_stream(
+            model=GPT, contents="Weather?", config=config
+        )
+    ]
+    calls = [fc for c in chunks for fc in c.function_calls or ()]
+    assert [(fc.id, fc.name, fc.args) for fc in calls] == [
+        ("call_9", "get_weather", {"city": "Oslo"})
+    ]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_thinking_and_tools_across_turns_with_anthropic(env: Env, stream: bool) -> None:
+    """Claude's thinking comes back as thought parts carrying its signature; sent back with the
+    function result, it reaches Anthropic as the signed thinking block it requires."""
+    call = ToolCallSpec(id="toolu_1", name="get_weather", arguments='{"city": "Paris"}')
+    env.anthropic.script(
+        Turn(reasoning="Need the weather.", tool_calls=[call]), Turn(text="It is 21 C.")
+    )
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[WEATHER])],
+        thinking_config=types.ThinkingConfig(thinking_budget=2048, include_thoughts=True),
+        max_output_tokens=4096,
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+    )
+    ask = types.Content(role="user", parts=[types.Part(text="Weather in Paris?")])
+    if stream:
+        parts = [
+            p
+            async for c in await env.client.aio.models.generate_content_stream(
+                model=CLAUDE, contents=[ask], config=config
+            )
+            for p in (
+                c.candidates[0].content.parts or []
+                if c.candidates and c.candidates[0].content
+                else []
+            )
+        ]
+    else:
+        first = await env.client.aio.models.generate_content(
+            model=CLAUDE, contents=[ask], config=config
+        )
+        assert first.candidates is not None
+        assert first.candidates[0].content is not None
+        parts = first.candidates[0].content.parts or []
+    thoughts = [p for p in parts if p.thought]
+    assert "".join(p.text or "" for p in thoughts) == "Need the weather."
+    # Gemini's signatures are bytes: Claude's travels as its text's bytes.
+    assert [p.thought_signature for p in thoughts if p.thought_signature] == [b"sig-fake-0001"]
+    answer = types.Part.from_function_response(name="get_weather", response={"temp": 21})
+    history = [
+        ask,
+        types.Content(role="model", parts=parts),
+        types.Content(role="user", parts=[answer]),
+    ]
+    second = await env.client.aio.models.generate_content(
+        model=CLAUDE, contents=history, config=config
+    )
+    assert second.text == "It is 21 C."
+    turn = env.anthropic.requests[-1].json["messages"][1]["content"]
+    assert turn[0] == {
+        "type": "thinking",
+        "thinking": "Need the weather.",
+        "signature": "sig-fake-0001",
+    }
+    assert [block["type"] for block in turn[1:]] == ["text", "tool_use"]
+
+
+async def test_usage_is_accounted(env: Env) -> None:
+    """The canonical log line has the provider, the request type and the tokens of a
+    translated stream."""
+    with capture_logs() as logs:
+        async for _ in await env.client.aio.models.generate_content_stream(
+            model=CLAUDE, contents="Hi"
+        ):
+            pass
+    (line,) = [entry for entry in logs if entry["event"] == "request"]
+    assert line["provider"] == "anthropic"
+    assert line["request_type"] == "genai_generate"
+    assert line["stream"] is True
+    assert (line["input_tokens"], line["output_tokens"]) == (12, 5)
