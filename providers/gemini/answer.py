@@ -143,7 +143,7 @@ def usage_metadata(usage: Usage) -> UsageMetadata:
 def _args(arguments: str) -> msgspec.Raw:
     """A tool call's arguments (JSON text) as ``functionCall.args`` (an object)."""
     try:
-        one_line = msgspec.json.format(arguments.encode() or b"{}", indent=0)
+        one_line = msgspec.json.format(arguments.encode() or b"{}", indent=-1)
     except msgspec.DecodeError:
         one_line = b""
     if not one_line.startswith(b"{"):

@@ -21,6 +21,7 @@ from proxy.native.genai import (
     GENAI_STREAM,
     count_tokens,
     embed,
+    family_model,
     generate,
 )
 from proxy.operations import Operation, add_endpoint
@@ -97,8 +98,9 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def get_model(request: web.Request) -> web.Response:
-    """One model, by the name the list gives it (``provider/id``)."""
-    wanted = request.match_info["model"]
+    """One model, by the name the list gives it (``provider/id``; a bare Gemini model is the
+    Gemini provider's)."""
+    wanted = family_model(request, request.match_info["model"])
     for model in await _all_models(request):
         if model.name == f"models/{wanted}":
             return web.Response(body=_encode(model), content_type="application/json")

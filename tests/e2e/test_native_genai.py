@@ -3,6 +3,7 @@ body forwarded as it came), Anthropic and OpenAI through the unified translation
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -337,6 +338,18 @@ async def test_count_tokens(env: Env, model: str, source: str, count: int | None
         assert resp.total_tokens == count
 
 
+@pytest.mark.parametrize("model", ["gemini-embedding-001", "openai/text-embedding-3-small"])
+async def test_single_embed_content(env: Env, model: str) -> None:
+    """``:embedContent`` (one content, as curl and older SDKs send it) answers ``embedding``."""
+    url = env.gateway.client.make_url(f"/genai/v1beta/models/{model}:embedContent")
+    body = {"content": {"parts": [{"text": "hello"}]}, "outputDimensionality": 4}
+    async with env.gateway.client.session.post(url, json=body) as resp:
+        assert resp.status == 200
+        got = await resp.json()
+    assert len(got["embedding"]["values"]) == 4
+    assert got["usageMetadata"]["promptTokenCount"] > 0
+
+
 # --- errors -----------------------------------------------------------------------------------
 
 
@@ -453,6 +466,8 @@ async def test_model_list_and_get(env: Env) -> None:
     model = await env.client.aio.models.get(model="openai/gpt-4o-mini")
     assert model.name == "models/openai/gpt-4o-mini"
     assert model.supported_actions == ["generateContent", "streamGenerateContent", "countTokens"]
+    bare = await env.client.aio.models.get(model=GEMINI)
+    assert bare.name == f"models/gemini/{GEMINI}"
     with pytest.raises(errors.ClientError) as caught:
         await env.client.aio.models.get(model="openai/no-such-model")
     assert caught.value.code == 404
@@ -593,3 +608,95 @@ async def test_usage_is_accounted(env: Env) -> None:
     assert line["request_type"] == "genai_generate"
     assert line["stream"] is True
     assert (line["input_tokens"], line["output_tokens"]) == (12, 5)
+
+
+# --- streams on the wire ----------------------------------------------------------------------
+
+
+async def test_keepalive_is_a_blank_line_the_sdk_skips(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI
+) -> None:
+    """A silent upstream mid-stream gets blank lines (not SSE comments, which the SDK would
+    read as JSON), and the SDK reads the stream to its end."""
+    gateway = await make_gateway(
+        {
+            "providers": {"openai": provider_for(fake_openai)},
+            "streaming": {"keepalive_interval_s": 0.05},
+        }
+    )
+    fake_openai.enqueue(Behavior(deltas=["a", "b"], content="ab", gap_s=0.3))
+    url = gateway.client.make_url(f"/genai/v1beta/models/{GPT}:streamGenerateContent")
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+    async with gateway.client.session.post(url, params={"alt": "sse"}, json=body) as resp:
+        raw = await resp.read()
+    assert b"\r\n\r\n\r\n" in raw
+    assert [line for line in raw.split(b"\r\n") if line and not line.startswith(b"data: ")] == []
+    client = sdk(gateway)
+    fake_openai.enqueue(Behavior(deltas=["x", "y"], content="xy", gap_s=0.2))
+    try:
+        chunks = [
+            c
+            async for c in await client.aio.models.generate_content_stream(model=GPT, contents="Hi")
+        ]
+    finally:
+        await client.aio.aclose()
+    assert "".join(c.text or "" for c in chunks) == "xy"
+
+
+async def test_translated_failure_mid_stream(env: Env) -> None:
+    """An upstream cut after the first event ends the stream with Google's error event, which
+    the SDK raises as an APIError, after the text that came first."""
+    env.openai.enqueue(Behavior(deltas=["a", "b", "c", "d"], content="abcd", cut_after=3))
+    got: list[str] = []
+
+    async def read() -> None:
+        async for chunk in await env.client.aio.models.generate_content_stream(
+            model=GPT, contents="Hi"
+        ):
+            got.append(chunk.text or "")
+
+    with pytest.raises(errors.ServerError) as caught:
+        await read()
+    assert "".join(got) == "ab"
+    assert caught.value.code == 502
+    assert caught.value.status == "UNAVAILABLE"
+    assert "closed the connection" in (caught.value.message or "")
+
+
+async def test_client_disconnect_closes_the_upstream(env: Env) -> None:
+    """A client leaving mid-stream drops the upstream, and the request is logged as 499."""
+    env.openai.enqueue(
+        Behavior(deltas=[str(i % 10) * 2000 for i in range(3000)], content="", gap_s=0.001)
+    )
+    url = env.gateway.client.make_url(f"/genai/v1beta/models/{GPT}:streamGenerateContent")
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+    with capture_logs() as logs:
+        resp = await env.gateway.client.session.post(url, params={"alt": "sse"}, json=body)
+        await resp.content.readuntil(b"\r\n\r\n")
+        resp.close()
+        await asyncio.wait_for(env.openai.disconnected.wait(), timeout=2)
+        for _ in range(50):
+            if any(entry["event"] == "request" for entry in logs):
+                break
+            await asyncio.sleep(0.02)
+    assert env.openai.disconnects == 1
+    (line,) = [entry for entry in logs if entry["event"] == "request"]
+    assert (line["status"], line["error_type"]) == (499, "client_disconnected")
+
+
+async def test_fallback_to_another_provider(env: Env) -> None:
+    """A Gemini failure before the first byte falls back to the request's ``fallbacks``
+    (sent in the body with the SDK's extra_body), translated for that provider; the gateway's
+    field never reaches Gemini."""
+    env.gemini.script(Turn(error="overloaded"))
+    config = types.GenerateContentConfig(
+        http_options=types.HttpOptions(extra_body={"fallbacks": [GPT]})
+    )
+    resp = await env.client.aio.models.generate_content(model=GEMINI, contents="Hi", config=config)
+    assert resp.text == "Hello from the fake!"
+    assert "fallbacks" not in env.gemini.requests[-1].json
+    assert env.openai.requests[-1].json["messages"] == [{"role": "user", "content": "Hi"}]
+    assert resp.sdk_http_response is not None
+    assert resp.sdk_http_response.headers is not None
+    assert resp.sdk_http_response.headers["x-thruway-provider"] == "openai"
+    assert resp.sdk_http_response.headers["x-thruway-fallback-index"] == "1"
