@@ -77,6 +77,8 @@ _EMBEDDINGS = msgspec.json.Decoder(EmbeddingList)
 # any other line that is not ``data:`` (an SSE comment) as JSON and fails on it.
 _KEEPALIVE = b"\r\n"
 _FAMILY = "gemini"
+# Who serves a bare Gemini model: a Gemini API provider, else Vertex AI (translated).
+_FAMILY_TYPES = ("gemini", "vertex")
 # What a Gemini request carries as content: never shown as parameters.
 _CONTENT = frozenset(
     {"contents", "systemInstruction", "system_instruction", "tools", "requests", "content"}
@@ -90,7 +92,7 @@ _CONTENT = frozenset(
 def family_model(request: web.Request, model: str) -> str:
     """The path's model as the gateway routes it: a configured route or ``provider/model`` as
     it is; a bare Gemini model on the gateway's Gemini provider (the one named ``gemini``, else
-    the only provider of that type)."""
+    the only provider of that type, else the only Vertex AI provider)."""
     config = request.app[CONFIG]
     head, sep, _ = model.partition("/")
     if model in config.routes or (sep and head in config.providers):
@@ -99,9 +101,12 @@ def family_model(request: web.Request, model: str) -> str:
         return model  # the fallback middleware says which providers exist
     if _FAMILY in config.providers:
         return f"{_FAMILY}/{model}"
-    family = [n for n, p in config.providers.items() if (p.type or n) == _FAMILY]
-    if len(family) == 1:
-        return f"{family[0]}/{model}"
+    for kind in _FAMILY_TYPES:
+        family = [n for n, p in config.providers.items() if (p.type or n) == kind]
+        if len(family) == 1:
+            return f"{family[0]}/{model}"
+        if family:
+            break
     names = ", ".join(sorted(config.providers)) or "none"
     raise NotFoundError(
         f"Model `{model}` names no provider, and the gateway has "

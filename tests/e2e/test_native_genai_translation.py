@@ -16,6 +16,7 @@ from tests.e2e.genai_support import CLAUDE, GEMINI, GPT, WEATHER, Env, genai_env
 from tests.fakes.gemini import API_KEY, FakeGemini
 from tests.fakes.openai import Behavior, FakeOpenAI
 from tests.fakes.script import ToolCallSpec, Turn
+from tests.fakes.vertex import FakeVertex
 
 # The SDK's async transport subclasses aiohttp's ClientSession, which aiohttp warns about.
 pytestmark = pytest.mark.filterwarnings(
@@ -334,3 +335,58 @@ async def test_configured_route_mixes_native_and_translated(
     assert second.model_version == "gpt-4o-mini"
     assert len(gemini.requests) == 2
     assert len(fake_openai.requests) == 1
+
+
+async def test_bare_gemini_model_on_vertex(make_gateway: MakeGateway) -> None:
+    """Without a Gemini API provider, a bare Gemini model goes to the only Vertex AI provider,
+    through the translation, streams included."""
+    fake = await FakeVertex().start()
+    gateway = await make_gateway(
+        {
+            "providers": {
+                "cloud": {
+                    "type": "vertex",
+                    "base_url": fake.base_url,
+                    "credentials": {"service_account_json": fake.key_json},
+                }
+            }
+        }
+    )
+    client = sdk(gateway)
+    try:
+        whole = await client.aio.models.generate_content(model=GEMINI, contents="Hi")
+        chunks = [
+            c
+            async for c in await client.aio.models.generate_content_stream(
+                model=GEMINI, contents="Hi"
+            )
+        ]
+    finally:
+        await client.aio.aclose()
+        await fake.close()
+    assert whole.text == "Hello from the fake!"
+    assert "".join(c.text or "" for c in chunks) == "Hello from the fake!"
+    assert [r.path.rsplit(":", 1)[-1] for r in fake.requests if ":" in r.path] == [
+        "generateContent",
+        "streamGenerateContent",
+    ]
+
+
+async def test_sync_client(env: Env) -> None:
+    """The SDK's synchronous client (its other HTTP transport) reads answers, streams and
+    errors the same way."""
+    client = sdk(env.gateway)
+    try:
+        whole = await asyncio.to_thread(client.models.generate_content, model=CLAUDE, contents="Hi")
+
+        def stream() -> str:
+            got = client.models.generate_content_stream(model=GPT, contents="Hi")
+            return "".join(c.text or "" for c in got)
+
+        text = await asyncio.to_thread(stream)
+        with pytest.raises(errors.ClientError) as caught:
+            await asyncio.to_thread(client.models.generate_content, model="x/y", contents="Hi")
+    finally:
+        client.close()
+    assert whole.text == text == "Hello from the fake!"
+    assert caught.value.code == 400

@@ -16,6 +16,7 @@ from providers.gemini.answer import (
     signature_text,
 )
 from providers.gemini.inbound import GenerateRequest, camel_keys, decode_native, to_chat
+from providers.gemini.native import NativeBody, for_model
 from providers.gemini.schema import json_schema
 from proxy.errors import InvalidRequestError, NotFoundError, UpstreamError
 from proxy.schemas.chat import (
@@ -337,3 +338,26 @@ def test_signatures_round_trip(signature: str) -> None:
     assert signature_text(sent) == signature
     assert signature_text(sent.replace("+", "-").replace("/", "_").rstrip("=")) == signature
     assert signature_text("not base64!") == "not base64!"
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "expected"),
+    [
+        (
+            "batchEmbedContents",
+            b'{"requests":[{"model":"models/gemini/e","content":{"parts":[]}}]}',
+            b'{"requests":[{"model":"models/e","content":{"parts":[]}}]}',
+        ),
+        (
+            "countTokens",
+            b'{"generateContentRequest":{"model":"models/x","contents":[]}}',
+            b'{"generateContentRequest":{"model":"models/e","contents":[]}}',
+        ),
+        ("countTokens", b'{"contents": []}', b'{"contents": []}'),
+        ("generateContent", b'{"contents": [1]}', b'{"contents": [1]}'),
+    ],
+)
+def test_native_body_names_the_upstream_model(method: str, body: bytes, expected: bytes) -> None:
+    """Forwarded as it came, except the model named inside a batch or a count's request, which
+    becomes the upstream's."""
+    assert for_model(NativeBody(method=method, body=body), "e") == expected
