@@ -10,8 +10,9 @@ import base64
 import binascii
 
 import msgspec
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 
+from providers.gemini.request import call_signature
 from providers.gemini.wire import (
     Candidate,
     Content,
@@ -193,7 +194,8 @@ def _parts(message: ChatMessage) -> list[Part]:
         parts.append(Part(text=text))
     for tc in message.tool_calls or ():
         call = FunctionCall(name=tc.function.name, args=_args(tc.function.arguments), id=tc.id)
-        parts.append(Part(function_call=call))
+        # Gemini's own signature of a call (Vertex AI's Gemini, translated) goes back on it.
+        parts.append(Part(function_call=call, thought_signature=call_signature(tc.extra_content)))
     return parts
 
 
@@ -216,12 +218,26 @@ def from_completion(completion: ChatCompletion, *, model: str) -> GenerateConten
     )
 
 
+class _Call:
+    __slots__ = ("arguments", "id", "name", "signature")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.arguments = ""
+        self.signature: str | UnsetType = UNSET
+
+    def part(self) -> Part:
+        call = FunctionCall(name=self.name, args=_args(self.arguments), id=self.id or UNSET)
+        return Part(function_call=call, thought_signature=self.signature)
+
+
 class _Candidate:
     __slots__ = ("calls", "finish", "index")
 
     def __init__(self, index: int) -> None:
         self.index = index
-        self.calls: dict[int, list[str]] = {}  # index -> [id, name, arguments...]
+        self.calls: dict[int, _Call] = {}
         self.finish: str | None = None
 
 
@@ -269,14 +285,16 @@ class ChunkReader:
             if isinstance(text, str) and text:
                 parts.append(Part(text=text))
             for tc in delta.tool_calls or ():
-                call = state.calls.setdefault(tc.index, ["", "", ""])
+                call = state.calls.setdefault(tc.index, _Call())
                 if isinstance(tc.id, str):
-                    call[0] = tc.id
+                    call.id = tc.id
+                if tc.extra_content is not UNSET:
+                    call.signature = call_signature(tc.extra_content)
                 if tc.function is not UNSET:
                     if isinstance(tc.function.name, str):
-                        call[1] += tc.function.name
+                        call.name += tc.function.name
                     if isinstance(tc.function.arguments, str):
-                        call[2] += tc.function.arguments
+                        call.arguments += tc.function.arguments
             if choice.finish_reason:
                 state.finish = choice.finish_reason
             if parts:
@@ -287,10 +305,7 @@ class ChunkReader:
         """The last event: each candidate's tool calls and finish reason, and the usage."""
         final = []
         for state in self._candidates.values():
-            parts = [
-                Part(function_call=FunctionCall(name=name, args=_args(args), id=cid or UNSET))
-                for cid, name, args in (state.calls[i] for i in sorted(state.calls))
-            ]
+            parts = [state.calls[i].part() for i in sorted(state.calls)]
             final.append(
                 Candidate(
                     content=Content(parts=parts, role="model") if parts else None,

@@ -16,6 +16,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from providers.gemini.answer import signature_text
+from providers.gemini.response import signature_extra
 from providers.gemini.schema import json_schema
 from providers.gemini.wire import Content, Part
 from proxy.errors import InvalidRequestError
@@ -290,9 +291,13 @@ def _model_message(content: Content, calls: _Calls, provider: str, param: str) -
         if call is not UNSET:
             args = bytes(call.args) if call.args is not UNSET else b"{}"
             cid = calls.call_id(call.id, call.name)
-            tool_calls.append(
-                ToolCall(id=cid, function=ChatFunctionCall(name=call.name, arguments=args.decode()))
+            tc = ToolCall(
+                id=cid, function=ChatFunctionCall(name=call.name, arguments=args.decode())
             )
+            if isinstance(part.thought_signature, str):
+                # Gemini's signature of its call (a Gemini model served by another provider).
+                tc.extra_content = signature_extra(part.thought_signature)
+            tool_calls.append(tc)
         elif part.thought is True:
             # A streamed thought comes in pieces, its signature on the last: one block.
             said = part.text if isinstance(part.text, str) else ""

@@ -27,12 +27,13 @@ from proxy.native.genai import (
 from proxy.operations import Operation, add_endpoint
 from proxy.routes.openai import MODEL_CATALOG
 
-__all__ = ["GENAI_MODELS", "setup"]
+__all__ = ["GENAI_MODELS", "GENAI_UNKNOWN", "setup"]
 
 _encode = msgspec.json.Encoder().encode
 _VERSION = "{version:v1|v1beta|v1alpha}"
-# Listing models, and every other /genai path (answered 404 in Google's shape).
+# Listing models; and every other /genai path, answered 404 in Google's shape.
 GENAI_MODELS = Operation("list_models", "none", routed=False, render_error=error_body)
+GENAI_UNKNOWN = Operation("genai_unknown", "none", routed=False, render_error=error_body)
 _MAX_PAGE = 1000
 
 
@@ -127,4 +128,4 @@ def setup(app: web.Application) -> None:
         add_endpoint(app, "POST", f"{models}/{{model:.+}}:{method}", op, handler)
     add_endpoint(app, "GET", models, GENAI_MODELS, list_models)
     add_endpoint(app, "GET", f"{models}/{{model:[^:]+}}", GENAI_MODELS, get_model)
-    add_endpoint(app, "*", "/genai/{tail:.*}", GENAI_MODELS, unknown)
+    add_endpoint(app, "*", "/genai/{tail:.*}", GENAI_UNKNOWN, unknown)

@@ -361,3 +361,40 @@ def test_native_body_names_the_upstream_model(method: str, body: bytes, expected
     """Forwarded as it came, except the model named inside a batch or a count's request, which
     becomes the upstream's."""
     assert for_model(NativeBody(method=method, body=body), "e") == expected
+
+
+def test_gemini_call_signatures_ride_on_the_function_call() -> None:
+    """A Gemini model's signature on a call (served translated, as by Vertex AI) goes out on
+    the functionCall part, and comes back as the call's ``extra_content``."""
+    chunks = [
+        _chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": "{}"},
+                        "extra_content": {"google": {"thought_signature": "QUJD"}},
+                    }
+                ]
+            }
+        ),
+        _chunk({}, finish="tool_calls"),
+    ]
+    reader = ChunkReader(model="m", response_id="r")
+    for chunk in chunks:
+        reader.feed(chunk)
+    (last,) = reader.finish()
+    part = msgspec.json.decode(last)["candidates"][0]["content"]["parts"][0]
+    assert part == {
+        "functionCall": {"name": "f", "args": {}, "id": "c1"},
+        "thoughtSignature": "QUJD",
+    }
+    chat = _chat({"contents": [_user("Hi"), {"role": "model", "parts": [part]}, _user("Go")]})
+    model = chat.messages[1]
+    assert isinstance(model, AssistantMessage)
+    assert isinstance(model.tool_calls, list)
+    extra = model.tool_calls[0].extra_content
+    assert isinstance(extra, msgspec.Raw)
+    assert msgspec.json.decode(extra) == {"google": {"thought_signature": "QUJD"}}
