@@ -265,14 +265,13 @@ class _Calls:
         return cid
 
     def result_id(self, given: str | UnsetType, name: str, param: str) -> str:
+        wanted = given if isinstance(given, str) and given else None
         for i, (open_name, cid) in enumerate(self._open):
-            if (isinstance(given, str) and given == cid) or (
-                not isinstance(given, str) and open_name == name
-            ):
+            if cid == wanted or (wanted is None and open_name == name):
                 del self._open[i]
                 return cid
-        if isinstance(given, str) and given:
-            return given
+        if wanted is not None:
+            return wanted
         raise InvalidRequestError(
             f"A functionResponse for `{name}` answers no functionCall of an earlier model turn.",
             param=param,

@@ -127,5 +127,5 @@ def setup(app: web.Application) -> None:
     ):
         add_endpoint(app, "POST", f"{models}/{{model:.+}}:{method}", op, handler)
     add_endpoint(app, "GET", models, GENAI_MODELS, list_models)
-    add_endpoint(app, "GET", f"{models}/{{model:[^:]+}}", GENAI_MODELS, get_model)
+    add_endpoint(app, "GET", f"{models}/{{model:.+}}", GENAI_MODELS, get_model)
     add_endpoint(app, "*", "/genai/{tail:.*}", GENAI_UNKNOWN, unknown)

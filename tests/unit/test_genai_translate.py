@@ -210,6 +210,14 @@ def test_settings_tools_and_choice() -> None:
             "contents[0].parts[0]",
         ),
         ({"contents": "nope"}, "contents"),
+        (
+            {
+                "contents": [
+                    {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {}}}]}
+                ]
+            },
+            "contents[0].parts[0]",
+        ),
     ],
 )
 def test_what_cannot_be_translated_is_a_400(body: dict[str, Any], param: str) -> None:
