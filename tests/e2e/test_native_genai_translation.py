@@ -195,19 +195,48 @@ async def test_thinking_and_tools_across_turns_with_anthropic(env: Env, stream: 
     assert [block["type"] for block in turn[1:]] == ["text", "tool_use"]
 
 
-async def test_usage_is_accounted(env: Env) -> None:
-    """The canonical log line has the provider, the request type and the tokens of a
-    translated stream."""
+@pytest.mark.parametrize("model", [GEMINI, CLAUDE, GPT])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_usage_is_accounted(env: Env, model: str, stream: bool) -> None:
+    """The canonical log line has the provider, the request type, the tokens (natively from
+    Gemini's usageMetadata, thinking included) and the cost, streamed or not."""
+    if model == GEMINI:
+        # Gemini's signatures are base64 (the SDK decodes them).
+        env.gemini.script(
+            Turn(
+                reasoning="Hm.",
+                reasoning_signature="c2lnLTE=",
+                completion_tokens=9,
+                reasoning_tokens=4,
+            )
+        )
     with capture_logs() as logs:
-        async for _ in await env.client.aio.models.generate_content_stream(
-            model=CLAUDE, contents="Hi"
-        ):
-            pass
+        if stream:
+            async for _ in await env.client.aio.models.generate_content_stream(
+                model=model, contents="Hi"
+            ):
+                pass
+        else:
+            await env.client.aio.models.generate_content(model=model, contents="Hi")
     (line,) = [entry for entry in logs if entry["event"] == "request"]
-    assert line["provider"] == "anthropic"
+    assert line["provider"] == (model.partition("/")[0] if "/" in model else "gemini")
     assert line["request_type"] == "genai_generate"
-    assert line["stream"] is True
-    assert (line["input_tokens"], line["output_tokens"]) == (12, 5)
+    assert line["stream"] is stream
+    if model == GEMINI:
+        assert (line["input_tokens"], line["output_tokens"], line["reasoning_tokens"]) == (12, 9, 4)
+        assert line["cost_usd"] > 0
+    else:
+        assert (line["input_tokens"], line["output_tokens"]) == (12, 5)
+
+
+@pytest.mark.parametrize("model", ["gemini-embedding-001", "openai/text-embedding-3-small"])
+async def test_embedding_usage_is_accounted(env: Env, model: str) -> None:
+    """Embeddings are accounted with their input tokens, natively or translated."""
+    with capture_logs() as logs:
+        await env.client.aio.models.embed_content(model=model, contents=["a", "b"])
+    (line,) = [entry for entry in logs if entry["event"] == "request"]
+    assert line["request_type"] == "genai_embed"
+    assert line["input_tokens"] == 12
 
 
 # --- streams on the wire ----------------------------------------------------------------------
