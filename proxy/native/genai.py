@@ -207,20 +207,17 @@ def _translated(request: web.Request, provider: Provider, op: Operation, typed: 
     )
 
 
-def _chat(
-    request: web.Request, provider: Provider, kind: type[object] = GenerateRequest
-) -> ChatRequest:
+def _chat(request: web.Request, provider: Provider, *, count: bool = False) -> ChatRequest:
+    """The request as a unified chat request for ``provider`` (``count``: a ``countTokens``
+    body, whose ``contents`` or ``generateContentRequest`` is counted)."""
     inbound = request[BODY]
-    native = _native(request)
-    decoded = decode_native(native.body, kind)
-    if isinstance(decoded, CountRequest):
-        got = decoded.generate_content_request
-        req = (
-            got if isinstance(got, GenerateRequest) else GenerateRequest(contents=decoded.contents)
-        )
+    body = _native(request).body
+    if count:
+        counted: CountRequest = decode_native(body, CountRequest)
+        got = counted.generate_content_request
+        req = got if isinstance(got, GenerateRequest) else GenerateRequest(counted.contents)
     else:
-        assert isinstance(decoded, GenerateRequest)
-        req = decoded
+        req = decode_native(body, GenerateRequest)
     return to_chat(req, model=inbound.model, provider=provider.name, stream=inbound.stream)
 
 
@@ -387,7 +384,7 @@ async def count_tokens(request: web.Request) -> web.Response:
             raise _bad_reply(provider, "token count")
         headers["x-thruway-token-count"] = "provider"
         return _json(reply.body, {**reply.headers, **headers})
-    chat = _chat(request, provider, CountRequest)
+    chat = _chat(request, provider, count=True)
     counted: int | None = None
     # OpenAI's count takes a Responses request, not a chat one: those providers get the
     # estimate.

@@ -117,6 +117,41 @@ async def test_response_schema_becomes_json_schema(env: Env) -> None:
     }
 
 
+@pytest.mark.parametrize("model", [CLAUDE, GPT])
+async def test_automatic_function_calling(env: Env, model: str) -> None:
+    """The SDK's automatic function calling (it runs the Python function and sends its result
+    back) completes against a translated provider."""
+    calls: list[str] = []
+
+    def get_weather(city: str) -> str:
+        """Current weather for a city."""
+        calls.append(city)
+        return "sunny"
+
+    arguments = '{"city": "Paris"}'
+    if model == GPT:
+        env.openai.enqueue(
+            Behavior(tool_calls=[{"id": "call_1", "name": "get_weather", "arguments": arguments}])
+        )
+    else:
+        env.anthropic.script(
+            Turn(tool_calls=[ToolCallSpec(id="toolu_1", name="get_weather", arguments=arguments)])
+        )
+    resp = await env.client.aio.models.generate_content(
+        model=model,
+        contents="Weather in Paris?",
+        config=types.GenerateContentConfig(tools=[get_weather]),
+    )
+    assert calls == ["Paris"]
+    assert resp.text == "Hello from the fake!"
+    result = env.last(model)["messages"][-1]
+    if model == GPT:
+        assert result == {"role": "tool", "tool_call_id": "call_1", "content": '{"result":"sunny"}'}
+    else:
+        block = result["content"][0]
+        assert (block["type"], block["tool_use_id"]) == ("tool_result", "toolu_1")
+
+
 async def test_stream_tool_call_translated(env: Env) -> None:
     """A tool call streamed by OpenAI in pieces reaches the SDK whole, as Gemini sends it."""
     env.openai.enqueue(
