@@ -129,10 +129,10 @@ def _decode(request: web.Request, body: bytes, op: Operation, method: str, strea
                 "`fallbacks` must be a list of `provider/model` names.", param="fallbacks"
             ) from None
         body = _encode(raw)
-    if stream and request.query.get("alt") != "sse":
+    alt = request.query.get("alt", "json")
+    if stream and alt not in ("sse", "json"):
         raise InvalidRequestError(
-            "The gateway streams `streamGenerateContent` as server-sent events only: add "
-            "`?alt=sse` to the URL (the google-genai SDK does).",
+            f"`alt` must be `sse` (server-sent events) or `json` (a JSON array), not `{alt}`.",
             param="alt",
         )
     return Inbound(
@@ -301,8 +301,34 @@ async def _translate_events(
         yield tail
 
 
-def _frames(payloads: list[bytes]) -> bytes:
-    return b"data: " + b"\r\n\r\ndata: ".join(payloads) + b"\r\n\r\n"
+class _Framing:
+    """How a stream's events go out: SSE ``data:`` events (``alt=sse``, what the SDKs ask
+    for), or, as Google answers without it, one JSON array written element by element."""
+
+    __slots__ = ("_open", "sse")
+
+    def __init__(self, sse: bool) -> None:
+        self.sse = sse
+        self._open = False
+
+    def frames(self, payloads: list[bytes]) -> bytes:
+        if self.sse:
+            return b"data: " + b"\r\n\r\ndata: ".join(payloads) + b"\r\n\r\n"
+        head = b",\r\n" if self._open else b"["
+        self._open = True
+        return head + b",\r\n".join(payloads)
+
+    def end(self) -> bytes:
+        if self.sse:
+            return b""
+        return b"]" if self._open else b"[]"
+
+    async def prepare(self, request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+        if self.sse:
+            return await open_event_stream(request, headers)
+        response = web.StreamResponse(headers={**headers, "Content-Type": "application/json"})
+        await response.prepare(request)
+        return response
 
 
 async def _write_events(
@@ -311,8 +337,10 @@ async def _write_events(
     events: AsyncIterator[list[bytes]],
     outcome: Outcome,
 ) -> web.StreamResponse:
-    """The events as SSE. The response is committed once the first batch is in, so a failure
-    before it may still fall back; after it, a failure is an error event."""
+    """The events as SSE (or a JSON array, see :class:`_Framing`). The response is committed
+    once the first batch is in, so a failure before it may still fall back; after it, a failure
+    is an error event (the array's last element)."""
+    framing = _Framing(request.query.get("alt") == "sse")
     try:
         first: list[bytes] | None = await anext(events)
     except StopAsyncIteration:
@@ -323,9 +351,7 @@ async def _write_events(
         raise
     outcome.ttfb_ms = outcome.elapsed_ms()
     try:
-        response = await open_event_stream(
-            request, {**stream.headers, **_headers(request, outcome)}
-        )
+        response = await framing.prepare(request, {**stream.headers, **_headers(request, outcome)})
     except BaseException:
         await stream.aclose()
         outcome.usage = stream.usage
@@ -337,14 +363,14 @@ async def _write_events(
     try:
         batch = first
         while batch is not None:
-            await response.write(_frames(batch))
+            await response.write(framing.frames(batch))
             keepalive.touch()
             batch = await anext(events, None)
     except GatewayError as exc:
         log.warning("stream_failed", status=exc.status, error_type=exc.type, error=exc.message)
         outcome.failures.append(f"{request[TARGET].label}: {exc.status} {exc.type} mid-stream")
         with contextlib.suppress(ConnectionError):
-            await response.write(_frames([error_event(exc)]))
+            await response.write(framing.frames([error_event(exc)]))
     except ConnectionError:
         outcome.client_disconnected = True
         return response
@@ -353,7 +379,7 @@ async def _write_events(
         await stream.aclose()
         outcome.usage = stream.usage
     try:
-        await response.write_eof()
+        await response.write_eof(framing.end())
     except ConnectionError:
         outcome.client_disconnected = True
     return response

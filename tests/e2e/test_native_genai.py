@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 from google.genai import errors, types
 
@@ -271,14 +272,44 @@ async def test_bad_body_is_invalid_argument(env: Env) -> None:
     assert env.anthropic.requests == []
 
 
-async def test_stream_without_alt_sse_is_refused(env: Env) -> None:
-    """streamGenerateContent without ``alt=sse`` is a 400 naming ``alt``."""
+@pytest.mark.parametrize("model", [GEMINI, GPT])
+async def test_stream_without_alt_sse_is_a_json_array(env: Env, model: str) -> None:
+    """streamGenerateContent without ``alt=sse`` answers as Google does: one JSON array of
+    responses, written element by element."""
+    url = env.gateway.client.make_url(f"/genai/v1beta/models/{model}:streamGenerateContent")
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+    async with env.gateway.client.session.post(url, json=body) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "application/json"
+        raw = await resp.read()
+    assert raw.startswith(b"[{")
+    assert raw.endswith(b"}]")
+    got = msgspec.json.decode(raw)
+    parts = [
+        p
+        for r in got
+        for c in r.get("candidates", [])
+        for p in c.get("content", {}).get("parts", [])
+    ]
+    text = "".join(p.get("text", "") for p in parts)
+    assert text == "Hello from the fake!"
+    assert got[-1]["candidates"][0]["finishReason"] == "STOP"
+    async with env.gateway.client.session.post(url, params={"alt": "xml"}, json=body) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"]["details"][0]["metadata"]["param"] == "alt"
+
+
+async def test_json_array_stream_ends_with_the_error(env: Env) -> None:
+    """A failure after the array began is its last element, Google's error object."""
+    env.gemini.script(Turn(text="The quick brown fox", pieces=4, gap_s=0.05))
+    env.gemini.stream_errors.append(MidStreamError(after=2))
     url = env.gateway.client.make_url(f"/genai/v1beta/models/{GEMINI}:streamGenerateContent")
     body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
     async with env.gateway.client.session.post(url, json=body) as resp:
-        assert resp.status == 400
-        error = (await resp.json())["error"]
-    assert error["details"][0]["metadata"]["param"] == "alt"
+        got = msgspec.json.decode(await resp.read())
+    assert got[-1]["error"]["code"] == 503
+    assert got[-1]["error"]["status"] == "UNAVAILABLE"
+    assert len(got) == 3
 
 
 async def test_untranslatable_tool_is_refused_for_other_providers(env: Env) -> None:
