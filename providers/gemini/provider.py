@@ -26,6 +26,7 @@ from providers._upstream import StreamAttempt, Upstream, forwardable_headers
 from providers.base import Call, EventStream, JSONReply, ModelInfo, Provider, Reply
 from providers.gemini.errors import error_from_body, map_error
 from providers.gemini.native import (
+    NATIVE_EMBED,
     NATIVE_GENERATE,
     NATIVE_OPERATIONS,
     NativeBody,
@@ -230,12 +231,11 @@ class GeminiProvider(CountingProvider):
         if stream:
             return await self._native_stream(call, prepared)
         data, headers = await self.fetch(prepared, call.timeout_s)
-        if call.inbound.op.name == NATIVE_GENERATE:
+        op = call.inbound.op.name
+        if op == NATIVE_GENERATE:
             usage = generate_usage(data)
-        elif native.method.endswith("mbedContents") or native.method == "embedContent":
-            usage = embed_usage(data)
         else:
-            usage = None
+            usage = embed_usage(data) if op == NATIVE_EMBED else None
         return JSONReply(body=data, usage=usage, headers=headers)
 
     async def _native_stream(self, call: Call, prepared: Prepared) -> EventStream:
