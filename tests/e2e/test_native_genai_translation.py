@@ -5,6 +5,7 @@ failures, disconnects), fallbacks and routes, accounting."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 
 import pytest
@@ -150,6 +151,31 @@ async def test_automatic_function_calling(env: Env, model: str) -> None:
     else:
         block = result["content"][0]
         assert (block["type"], block["tool_use_id"]) == ("tool_result", "toolu_1")
+
+
+@pytest.mark.parametrize("model", [CLAUDE, GPT])
+async def test_inline_image(env: Env, model: str) -> None:
+    """An inlineData image reaches another provider as its own image input, bytes unchanged."""
+    png = b"\x89PNG\r\n\x1a\n-not-really"
+    contents = [
+        types.Content(
+            role="user",
+            parts=[
+                types.Part(text="What is this?"),
+                types.Part.from_bytes(data=png, mime_type="image/png"),
+            ],
+        )
+    ]
+    await env.client.aio.models.generate_content(model=model, contents=contents)
+    parts = env.last(model)["messages"][0]["content"]
+    encoded = base64.b64encode(png).decode()
+    if model == GPT:
+        assert parts[1] == {
+            "type": "image_url",
+            "image_url": {"url": f"data:image/png;base64,{encoded}"},
+        }
+    else:
+        assert parts[1]["source"] == {"type": "base64", "media_type": "image/png", "data": encoded}
 
 
 async def test_stream_tool_call_translated(env: Env) -> None:
