@@ -20,6 +20,7 @@ from aiohttp import web
 from msgspec import UNSET
 
 from middlewares.decode import decode_body
+from providers._counting import estimate_input_tokens
 from providers.base import Call, CountsTokens, EventStream, JSONReply, Provider, Reply
 from providers.gemini.answer import (
     ChunkReader,
@@ -61,7 +62,6 @@ __all__ = [
     "GENAI_STREAM",
     "count_tokens",
     "embed",
-    "estimate_tokens",
     "family_model",
     "generate",
 ]
@@ -392,13 +392,6 @@ class _Count(msgspec.Struct, rename="camel"):
     total_tokens: int
 
 
-def estimate_tokens(chat: ChatRequest) -> int:
-    """An estimate of a request's input tokens where no provider counts them: about four bytes
-    of its JSON a token (messages and tools)."""
-    tools = chat.tools if isinstance(chat.tools, list) else []
-    return max(1, (len(_encode(chat.messages)) + len(_encode(tools))) // 4)
-
-
 async def count_tokens(request: web.Request) -> web.Response:
     target = request[TARGET]
     outcome = request[OUTCOME]
@@ -422,7 +415,7 @@ async def count_tokens(request: web.Request) -> web.Response:
             counted = await provider.count_tokens(call)
     headers["x-thruway-token-count"] = "provider" if counted is not None else "estimated"
     if counted is None:
-        counted = estimate_tokens(chat)
+        counted = estimate_input_tokens(chat)
     return _json(_encode(_Count(counted)), headers)
 
 
