@@ -12,7 +12,7 @@ route. Errors are Google's error body; after a stream began, an error event.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import msgspec
 import structlog
@@ -262,11 +262,11 @@ async def generate(request: web.Request) -> web.StreamResponse:
         reply = await _send(request, provider, call)
         if isinstance(reply, EventStream):
             events = (
-                reply
+                aiter(reply)
                 if native
                 else _translate_events(reply, provider, target.model, request[REQUEST_ID])
             )
-            return await _write_events(request, reply, aiter(events), outcome)
+            return await _write_events(request, reply, events, outcome)
     if not isinstance(reply, JSONReply):
         raise _bad_reply(provider, "answer")
     outcome.usage = reply.usage
@@ -282,7 +282,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
 
 async def _translate_events(
     stream: EventStream, provider: Provider, model: str, request_id: str
-) -> AsyncIterator[list[bytes]]:
+) -> AsyncGenerator[list[bytes], None]:
     """Chat chunks as Gemini events, batch by batch; the last event (tool calls, finish
     reasons, usage) once the upstream is done."""
     reader = ChunkReader(model=model, response_id=request_id)
@@ -331,6 +331,15 @@ class _Framing:
         return response
 
 
+async def _close(events: AsyncIterator[list[bytes]], stream: EventStream) -> None:
+    """The translating generator (if any) and then the upstream stream."""
+    try:
+        if isinstance(events, AsyncGenerator):
+            await events.aclose()
+    finally:
+        await stream.aclose()
+
+
 async def _write_events(
     request: web.Request,
     stream: EventStream,
@@ -346,14 +355,14 @@ async def _write_events(
     except StopAsyncIteration:
         first = None
     except BaseException:
-        await stream.aclose()
+        await _close(events, stream)
         outcome.usage = stream.usage
         raise
     outcome.ttfb_ms = outcome.elapsed_ms()
     try:
         response = await framing.prepare(request, {**stream.headers, **_headers(request, outcome)})
     except BaseException:
-        await stream.aclose()
+        await _close(events, stream)
         outcome.usage = stream.usage
         raise
     request.app[METRICS].stream_opened(request)
@@ -376,7 +385,7 @@ async def _write_events(
         return response
     finally:
         keepalive.stop()
-        await stream.aclose()
+        await _close(events, stream)
         outcome.usage = stream.usage
     try:
         await response.write_eof(framing.end())
