@@ -44,8 +44,9 @@ async def open_event_stream(request: web.Request, headers: Mapping[str, str]) ->
 
 
 class KeepAlive:
-    """Sends ``: keep-alive`` (or ``payload``, a dialect's own keep-alive event such as
-    Anthropic's ``ping``) when nothing was written for ``interval`` seconds.
+    """Sends ``: keep-alive`` (or ``payload``: a dialect's own keep-alive event such as
+    Anthropic's ``ping``, or a blank line where a client reads comments as data) when nothing
+    was written for ``interval`` seconds.
 
     One ``call_later`` timer per stream; :meth:`touch` after each write only records the time.
     """

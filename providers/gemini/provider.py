@@ -12,7 +12,7 @@ import asyncio
 import base64
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from urllib.parse import quote
 
 import aiohttp
@@ -22,9 +22,20 @@ from providers._counting import CountingProvider
 from providers._keys import KeyRing
 from providers._translated import EmbeddingResult, Prepared, embedding_inputs
 from providers._types import BuildContext, KeyedType, ProviderType, resolve_keys
-from providers._upstream import StreamAttempt, Upstream
-from providers.base import ModelInfo, Provider
-from providers.gemini.errors import map_error
+from providers._upstream import StreamAttempt, Upstream, forwardable_headers
+from providers.base import Call, EventStream, JSONReply, ModelInfo, Provider, Reply
+from providers.gemini.errors import error_from_body, map_error
+from providers.gemini.native import (
+    NATIVE_EMBED,
+    NATIVE_GENERATE,
+    NATIVE_OPERATIONS,
+    NativeBody,
+    billed,
+    embed_usage,
+    for_model,
+    generate_usage,
+    stream_meta,
+)
 from providers.gemini.request import (
     check_request,
     data_url_part,
@@ -94,7 +105,7 @@ class GeminiProvider(CountingProvider):
             settings,
             upstream,
             keys,
-            operations=frozenset({"chat_completion", "embedding"}),
+            operations=frozenset({"chat_completion", "embedding"}) | NATIVE_OPERATIONS,
             proxy=proxy,
         )
         self._root = (settings.base_url or BASE_URL).rstrip("/")
@@ -198,6 +209,71 @@ class GeminiProvider(CountingProvider):
 
     def map_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
         return map_error(status, body, headers, provider=self.name, scrub=self.scrub)
+
+    # --- the native /genai routes: the client's own body, forwarded -------------------------
+
+    async def send(self, call: Call) -> Reply:
+        if call.inbound.op.name in NATIVE_OPERATIONS:
+            return await self._native(call)
+        return await super().send(call)
+
+    async def _native(self, call: Call) -> Reply:
+        native: NativeBody = call.inbound.typed
+        key = self._key_index(call)
+        model = self.upstream_model(call.target.model)
+        stream = call.inbound.stream
+        method = native.method + ("?alt=sse" if stream else "")
+        prepared = Prepared(
+            url=self.model_url(model, method),
+            headers=await self.auth_headers(key),
+            body=for_model(native, model),
+        )
+        if stream:
+            return await self._native_stream(call, prepared)
+        data, headers = await self.fetch(prepared, call.timeout_s)
+        op = call.inbound.op.name
+        if op == NATIVE_GENERATE:
+            usage = generate_usage(data)
+        else:
+            usage = embed_usage(data) if op == NATIVE_EMBED else None
+        return JSONReply(body=data, usage=usage, headers=headers)
+
+    async def _native_stream(self, call: Call, prepared: Prepared) -> EventStream:
+        """The upstream's events as they arrive, each ``data`` payload unchanged; the usage
+        from the last ``usageMetadata``; an error event raised (before the first event, the
+        request may still fall back)."""
+        guard = self.timeouts.stream(call.timeout_s)
+        resp = await self.open(prepared, guard)
+        if resp.content_type not in self.stream_content_types:
+            guard.stop()
+            resp.release()
+            raise UpstreamError(
+                f"{self.name}: expected an event stream, got `{resp.content_type}`.",
+                status=502,
+                provider=self.name,
+            )
+
+        async def events(stream: EventStream) -> AsyncGenerator[list[bytes], None]:
+            started = False
+            async for payloads in self.read_stream(resp, guard):
+                for i, payload in enumerate(payloads):
+                    try:
+                        meta = stream_meta(payload)
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        raise self.bad_response("stream event") from None
+                    if meta.error is not None:
+                        if started and i:
+                            yield payloads[:i]
+                        raise error_from_body(meta.error, self.name, self.scrub)
+                    if meta.usage_metadata is not None:
+                        stream.usage = billed(meta.usage_metadata)
+                if payloads:
+                    if not started:
+                        guard.first_event()
+                        started = True
+                    yield payloads
+
+        return EventStream(events, close=guard.close, headers=forwardable_headers(resp.headers))
 
     # --- embeddings ---------------------------------------------------------------------
 

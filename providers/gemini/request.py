@@ -56,6 +56,7 @@ from proxy.schemas.chat import (
 from proxy.schemas.chat import FunctionCall as ChatFunctionCall
 
 __all__ = [
+    "call_signature",
     "check_request",
     "data_url_part",
     "image_urls",
@@ -294,7 +295,7 @@ def _arguments(text: str, param: str) -> msgspec.Raw:
     return msgspec.Raw(one_line)
 
 
-def _signature(extra: msgspec.Raw | UnsetType) -> str | UnsetType:
+def call_signature(extra: msgspec.Raw | UnsetType) -> str | UnsetType:
     """``extra_content.google.thought_signature``, the shape Google's OpenAI endpoint uses."""
     if extra is UNSET:
         return UNSET
@@ -320,7 +321,7 @@ def _model_parts(m: AssistantMessage, param: str, *, gemini_3: bool) -> list[Par
     for j, tc in enumerate(calls):
         args = _arguments(tc.function.arguments, f"{param}.tool_calls[{j}].function.arguments")
         call = FunctionCall(name=tc.function.name, args=args, id=tc.id)
-        parts.append(Part(function_call=call, thought_signature=_signature(tc.extra_content)))
+        parts.append(Part(function_call=call, thought_signature=call_signature(tc.extra_content)))
     if isinstance(m.function_call, ChatFunctionCall):
         args = _arguments(m.function_call.arguments, f"{param}.function_call.arguments")
         parts.append(Part(function_call=FunctionCall(name=m.function_call.name, args=args)))

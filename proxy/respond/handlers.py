@@ -17,6 +17,7 @@ import structlog
 from aiohttp import web
 
 from middlewares.decode import decode_body
+from providers._counting import estimate_input_tokens
 from providers.registry import PROVIDERS
 from proxy.dispatch import extra_fields, splice_extra_fields
 from proxy.errors import GatewayError, InvalidRequestError, NotFoundError, UpstreamError
@@ -384,9 +385,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     headers = {"x-request-id": request[REQUEST_ID], "x-thruway-provider": target.provider}
     if counted is None:
         # No counting endpoint upstream: an estimate from the text sent, said to be one.
-        chat = to_chat(prep.req, prep.history)
-        tools = chat.tools if isinstance(chat.tools, list) else []
-        counted = max(1, (len(_encode(chat.messages)) + len(_encode(tools))) // 4)
+        counted = estimate_input_tokens(to_chat(prep.req, prep.history))
         headers["x-thruway-token-count"] = "estimated"
     else:
         headers["x-thruway-token-count"] = "provider"

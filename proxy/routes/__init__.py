@@ -8,6 +8,7 @@ from proxy.routes import (
     admin,
     anthropic,
     bedrock,
+    genai,
     health,
     metrics,
     openai,
@@ -22,6 +23,7 @@ def setup_routes(app: web.Application) -> None:
     openai.setup(app)
     responses.setup(app)
     anthropic.setup(app)
+    genai.setup(app)
     bedrock.setup(app)
     openai_native.setup(app)
     health.setup(app)
