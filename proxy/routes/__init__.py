@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.routes import health, metrics, openai, responses
+from proxy.routes import admin_usage, health, metrics, openai, responses
 
 __all__ = ["setup_routes"]
 
@@ -14,3 +14,4 @@ def setup_routes(app: web.Application) -> None:
     responses.setup(app)
     health.setup(app)
     metrics.setup(app)
+    admin_usage.setup(app)

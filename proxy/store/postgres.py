@@ -29,6 +29,7 @@ from proxy.store.base import (
     page_json_array,
     pending_migrations,
 )
+from proxy.store.postgres_usage import USAGE_MIGRATION, PostgresUsage
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
@@ -91,6 +92,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    USAGE_MIGRATION,
 )
 
 # pg_advisory_xact_lock(int, int): this constant ("thry") and a hash of the schema, so that
@@ -198,7 +200,7 @@ def _record(row: Any) -> ResponseRecord:
     return ResponseRecord(**dict(row.items()))
 
 
-class PostgresStore:
+class PostgresStore(PostgresUsage):
     """:class:`proxy.store.base.Store` on PostgreSQL; open it with :meth:`open`."""
 
     def __init__(self, pool: Any) -> None:

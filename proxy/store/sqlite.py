@@ -33,6 +33,7 @@ from proxy.store.base import (
     page_json_array,
     pending_migrations,
 )
+from proxy.store.sqlite_usage import USAGE_MIGRATION, SQLiteUsage
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
 
@@ -95,6 +96,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) STRICT, WITHOUT ROWID""",
         ),
     ),
+    USAGE_MIGRATION,
 )
 
 _WAL_ATTEMPTS = 20  # about 2 s of retries in all
@@ -212,7 +214,7 @@ def _record(row: Any) -> ResponseRecord:
     )
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteUsage):
     """:class:`proxy.store.base.Store` on SQLite; open it with :meth:`open`."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:

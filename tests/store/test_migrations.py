@@ -19,6 +19,7 @@ TABLES = {
     "response_events",
     "conversations",
     "conversation_items",
+    "usage_records",
 }
 
 
