@@ -30,7 +30,7 @@ _FILTERS = ("key_id", "team_id", "model", "provider", "request_id", "status", "s
 _LOGS_PARAMS = frozenset({*_FILTERS, "cursor", "limit"})
 _USAGE_PARAMS = frozenset({*_FILTERS, "group_by"})
 _STATUS_CLASSES = {"2xx": (200, 299), "4xx": (400, 499), "5xx": (500, 599), "error": (400, 999)}
-_CURSOR = re.compile(r"(\d+(?:\.\d+)?(?:e[+-]?\d+)?):([0-9a-f]{1,64})")
+_CURSOR = re.compile(r"(\d+(?:\.\d+)?(?:e[+-]?\d+)?):([A-Za-z0-9._-]{1,128})")
 _GROUPS: dict[str, GroupBy] = {g: g for g in GROUP_BY}
 _GROUP_FIELD = {"key": "key_id", "team": "team_id", "model": "model", "provider": "provider"}
 

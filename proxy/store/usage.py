@@ -244,8 +244,10 @@ def totals_query(
     by = "1, 2" if group_by == "model" else "1"
     sql = (
         f"SELECT {group}, {provider}, count(*),"  # noqa: S608
-        " sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END),"
-        " sum(input_tokens), sum(output_tokens), sum(cached_tokens), sum(reasoning_tokens),"
+        # PostgreSQL sums bigints as numeric: cast back, to get ints on both backends.
+        " CAST(sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT),"
+        " CAST(sum(input_tokens) AS BIGINT), CAST(sum(output_tokens) AS BIGINT),"
+        " CAST(sum(cached_tokens) AS BIGINT), CAST(sum(reasoning_tokens) AS BIGINT),"
         f" coalesce(sum(cost_usd), 0) FROM usage_records{where}"
         f" GROUP BY {by} ORDER BY 1 NULLS FIRST, 2 NULLS FIRST"
     )
