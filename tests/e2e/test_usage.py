@@ -14,6 +14,7 @@ import aiosqlite
 import asyncpg
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from proxy.keys import STORE
@@ -465,3 +466,36 @@ async def test_a_background_response_has_its_own_record_with_its_cost(
         got["queue-it"]["request_type"],
         got["queue-it"]["input_tokens"],
     )
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+async def test_metrics_count_cost_upstream_latency_and_the_usage_queue(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI
+) -> None:
+    """``/metrics`` parses with prometheus_client and counts the cost the records hold, each
+    upstream call's time to headers, and the usage queue (empty once written)."""
+    gw = await start(make_gateway, fake_openai, "sqlite://:memory:")
+    sdk = gw.sdk(api_key=MASTER)
+    fake_openai.enqueue(Behavior(usage=(1000, 200)), Behavior(status=503))
+    await sdk.chat.completions.create(**CHAT, extra_headers={"x-request-id": "a"})
+    with pytest.raises(openai.InternalServerError):
+        await sdk.chat.completions.create(**CHAT, extra_headers={"x-request-id": "b"})
+    got = by_id(await wait_for(gw, {"a", "b"}))
+    resp = await gw.client.get("/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(await resp.text())}
+    assert "counter" == families["thruway_cost_usd"].type
+    assert "histogram" == families["thruway_upstream_latency_seconds"].type
+    assert "gauge" == families["thruway_usage_queue_depth"].type
+    assert "counter" == families["thruway_usage_records_dropped"].type
+    samples = await scrape(gw)
+    cost = value(samples, "thruway_cost_usd_total", provider="openai", model="gpt-4o-mini")
+    assert got["a"]["cost_usd"] == pytest.approx(cost)
+    assert cost > 0
+    assert 2 == value(samples, "thruway_upstream_latency_seconds_count", provider="openai")
+    assert 2 == value(
+        samples, "thruway_upstream_latency_seconds_bucket", provider="openai", le="+Inf"
+    )
+    assert 0 == value(samples, "thruway_usage_queue_depth")
+    assert 0 == value(samples, "thruway_usage_records_dropped_total")
