@@ -19,7 +19,7 @@ from proxy.logging import CanonicalLine, RequestLine
 from proxy.metrics import Metrics
 from proxy.operations import ADMIN, Operation, operation_of
 from proxy.store import UsageRecord
-from proxy.usage import USAGE_WRITER, usage_content
+from proxy.usage import STREAM_CAPTURE, USAGE_WRITER, stream_text, usage_content
 
 __all__ = ["new_request_id", "request_context_middleware"]
 
@@ -67,6 +67,9 @@ def request_context_middleware(
         op = operation_of(request)
         if metrics is not None and op is not None:
             metrics.started()
+        writer = request.app.get(USAGE_WRITER) if op is not None and op is not ADMIN else None
+        if writer is not None and writer.log_content:
+            request[STREAM_CAPTURE] = []
         # aiohttp runs each request in a copy of the context, so nothing leaks between requests.
         structlog.contextvars.bind_contextvars(request_id=request_id)
         status = 500
@@ -108,11 +111,9 @@ def request_context_middleware(
                     metrics.finished(request, op.name, outcome, status, error_type)
                 else:
                     metrics.finished_other(request, error_type)
-            if op is not None and op is not ADMIN:
-                writer = request.app.get(USAGE_WRITER)
-                if writer is not None:
-                    content = _content(request, op, response) if writer.log_content else None
-                    writer.submit(usage_record(request, op, outcome, status, error_type, content))
+            if writer is not None and op is not None:
+                content = _content(request, op, response) if writer.log_content else None
+                writer.submit(usage_record(request, op, outcome, status, error_type, content))
 
     return request_context
 
@@ -161,8 +162,8 @@ def _content(
     request: web.Request, op: Operation, response: web.StreamResponse | None
 ) -> bytes | None:
     """With ``usage.log_content``: the request's content fields (``messages``, ``input``, ...
-    as sent; a multipart form's text fields) and a JSON reply's body. Uploaded files and
-    streamed replies are not kept."""
+    as sent; a multipart form's text fields), a JSON reply's body, and a chat or completions
+    stream's text. Uploaded files and other replies (audio, a Responses stream) are not kept."""
     inbound = request.get(BODY)
     fields: dict[str, msgspec.Raw | str] = {}
     if inbound is not None and inbound.raw is not None:
@@ -176,7 +177,8 @@ def _content(
         and isinstance(response.body, bytes)
     ):
         reply = response.body
-    return usage_content(fields, reply)
+    events = request.get(STREAM_CAPTURE)
+    return usage_content(fields, reply, stream_text(events) if events else None)
 
 
 def _canonical_line(

@@ -27,7 +27,7 @@ from aiohttp import web
 from proxy.config import UsageConfig
 from proxy.store import Store, UsageRecord
 
-__all__ = ["USAGE_WRITER", "UsageWriter", "usage_content"]
+__all__ = ["STREAM_CAPTURE", "USAGE_WRITER", "UsageWriter", "stream_text", "usage_content"]
 
 log = structlog.get_logger("thruway.usage")
 
@@ -149,19 +149,57 @@ class UsageWriter:
 class _Content(msgspec.Struct, omit_defaults=True):
     request: dict[str, msgspec.Raw | str] = {}
     response: msgspec.Raw | None = None
+    stream_text: str | None = None
 
 
 _encode_content = msgspec.json.Encoder().encode
 
 
-def usage_content(fields: Mapping[str, msgspec.Raw | str], reply: bytes | None) -> bytes | None:
+def usage_content(
+    fields: Mapping[str, msgspec.Raw | str], reply: bytes | None, streamed: str | None = None
+) -> bytes | None:
     """A record's ``content`` (``usage.log_content``): ``{"request": {content fields},
-    "response": reply JSON}``, None when there is neither."""
-    if not fields and reply is None:
+    "response": reply JSON, "stream_text": a stream's text}``, None when there is nothing."""
+    if not fields and reply is None and streamed is None:
         return None
-    return _encode_content(
-        _Content(dict(fields), msgspec.Raw(reply) if reply is not None else None)
-    )
+    raw = msgspec.Raw(reply) if reply is not None else None
+    return _encode_content(_Content(dict(fields), raw, streamed))
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None
+    text: str | None = None  # legacy completions
+
+
+class _Event(msgspec.Struct):
+    choices: list[_Choice] = []
+
+
+_event = msgspec.json.Decoder(_Event)
+
+
+def stream_text(events: list[bytes]) -> str:
+    """The text a chat or completions stream sent: its deltas' content, concatenated (events
+    that are not chunks, such as an error event, add nothing)."""
+    parts: list[str] = []
+    for payload in events:
+        try:
+            chunk = _event.decode(payload)
+        except msgspec.DecodeError:
+            continue
+        for choice in chunk.choices:
+            if choice.delta is not None and choice.delta.content:
+                parts.append(choice.delta.content)
+            elif choice.text:
+                parts.append(choice.text)
+    return "".join(parts)
 
 
 USAGE_WRITER = web.AppKey("usage_writer", UsageWriter)
+# With ``usage.log_content``: the payloads of the events a chat or completions stream sent
+# (request_context creates it, the stream handler fills it).
+STREAM_CAPTURE = web.RequestKey[list[bytes]]("usage_stream_capture")

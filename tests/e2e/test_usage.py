@@ -172,7 +172,7 @@ async def test_content_is_stored_only_when_configured(
     make_gateway: MakeGateway, fake_openai: FakeOpenAI, store_url: str
 ) -> None:
     """With ``log_content: true`` a record keeps the request's content fields and the JSON
-    reply; a stream keeps its request only."""
+    reply, or a stream's text."""
     gw = await start(make_gateway, fake_openai, store_url, log_content=True)
     sdk = gw.sdk(api_key=MASTER)
     await sdk.chat.completions.create(
@@ -186,7 +186,9 @@ async def test_content_is_stored_only_when_configured(
     content = got["json"]["content"]
     assert {"messages": USER} == content["request"]
     assert "Hello from the fake!" == content["response"]["choices"][0]["message"]["content"]
-    assert {"request": {"messages": USER}} == got["stream"]["content"]
+    assert {"request": {"messages": USER}, "stream_text": "Hello from the fake!"} == got["stream"][
+        "content"
+    ]
 
 
 # --- the store failing and coming back ---------------------------------------------------------
