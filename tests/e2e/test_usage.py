@@ -93,8 +93,9 @@ async def disconnect_mid_stream(gw: Gateway, fake: FakeOpenAI, request_id: str) 
 async def test_mixed_run_has_one_record_per_request(
     make_gateway: MakeGateway, fake_openai: FakeOpenAI, store_url: str
 ) -> None:
-    """JSON answers, streams, upstream errors, a cut stream, a client that left, a 400 and a 401
-    each leave exactly one record with what happened; admin reads leave none, content none."""
+    """JSON answers, streams, upstream errors, a cut stream, a client that left, a 400, a 401,
+    the model list and a stored-response read each leave exactly one record with what
+    happened; admin reads leave none, and no content is kept."""
     gw = await start(make_gateway, fake_openai, store_url)
     sdk = gw.sdk(api_key=MASTER)
     fake_openai.enqueue(
@@ -130,7 +131,13 @@ async def test_mixed_run_has_one_record_per_request(
         "/v1/chat/completions", json=CHAT, headers={"x-request-id": "unauth"}
     )
     assert 401 == unauth.status
-    ids = {"json", "stream", "upstream-500", "cut", "gone", "bad", "unauth"}
+    models = await gw.client.get("/v1/models", headers={**ADMIN, "x-request-id": "models"})
+    assert 200 == models.status
+    missing = await gw.client.get(
+        "/v1/responses/resp_missing", headers={**ADMIN, "x-request-id": "stored"}
+    )
+    assert 404 == missing.status
+    ids = {"json", "stream", "upstream-500", "cut", "gone", "bad", "unauth", "models", "stored"}
     got = by_id(await wait_for(gw, ids))
     assert ids == set(got)
     summary = {rid: (r["status"], r["error_type"], r["stream"]) for rid, r in got.items()}
@@ -142,6 +149,8 @@ async def test_mixed_run_has_one_record_per_request(
         "gone": (499, "client_disconnected", True),
         "bad": (400, "invalid_request_error", False),
         "unauth": (401, "authentication_error", False),
+        "models": (200, None, False),
+        "stored": (404, "invalid_request_error", False),
     } == summary
     json_rec = got["json"]
     assert (21, 3, 5, 0) == (
