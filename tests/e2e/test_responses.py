@@ -201,7 +201,9 @@ class Env:
 
 
 @pytest.fixture
-async def env(make_gateway: MakeGateway, upstream: Upstream, store_url: str) -> Env:
+async def env(store_url: str, make_gateway: MakeGateway, upstream: Upstream) -> Env:
+    # store_url first: set up first, torn down last, after the gateways (closing, a gateway
+    # writes its last usage records to the store).
     gateway = await make_gateway(
         {
             "providers": {upstream.name: upstream.config},

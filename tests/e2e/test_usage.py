@@ -91,7 +91,7 @@ async def disconnect_mid_stream(gw: Gateway, fake: FakeOpenAI, request_id: str) 
 
 
 async def test_mixed_run_has_one_record_per_request(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, store_url: str
+    store_url: str, make_gateway: MakeGateway, fake_openai: FakeOpenAI
 ) -> None:
     """JSON answers, streams, upstream errors, a cut stream, a client that left, a 400, a 401,
     the model list and a stored-response read each leave exactly one record with what
@@ -178,7 +178,7 @@ async def test_mixed_run_has_one_record_per_request(
 
 
 async def test_content_is_stored_only_when_configured(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, store_url: str
+    store_url: str, make_gateway: MakeGateway, fake_openai: FakeOpenAI
 ) -> None:
     """With ``log_content: true`` a record keeps the request's content fields and the JSON
     reply, or a stream's text."""
@@ -230,7 +230,7 @@ async def until_logged(entries: list[dict[str, Any]], event: str) -> None:
 
 
 async def test_records_wait_for_the_store_and_are_written_once_it_is_back(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, store_url: str
+    store_url: str, make_gateway: MakeGateway, fake_openai: FakeOpenAI
 ) -> None:
     """While the usage table is gone, records queue (the failure logged once); once it is
     back they are all written, each once."""
@@ -251,7 +251,7 @@ async def test_records_wait_for_the_store_and_are_written_once_it_is_back(
 
 
 async def test_a_full_queue_drops_the_oldest_records(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, store_url: str
+    store_url: str, make_gateway: MakeGateway, fake_openai: FakeOpenAI
 ) -> None:
     """With the store down and the queue full, the oldest records go, counted and logged once
     per burst; the newest are written when the store is back."""
@@ -297,7 +297,7 @@ def rec(n: int, **fields: Any) -> UsageRecord:
 
 
 @pytest.fixture
-async def seeded(make_gateway: MakeGateway, fake_openai: FakeOpenAI, store_url: str) -> Gateway:
+async def seeded(store_url: str, make_gateway: MakeGateway, fake_openai: FakeOpenAI) -> Gateway:
     """A gateway whose store holds 30 records across keys, teams, providers, statuses and days."""
     gw = await start(make_gateway, fake_openai, store_url)
     records = [
@@ -444,7 +444,7 @@ async def test_admin_reads_need_the_master_key(
 
 
 async def test_a_background_response_has_its_own_record_with_its_cost(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, store_url: str
+    store_url: str, make_gateway: MakeGateway, fake_openai: FakeOpenAI
 ) -> None:
     """A background response's run is accounted once, with its tokens and cost, besides the
     request that queued it."""
