@@ -71,23 +71,21 @@ class UsageWriter:
         self._task = asyncio.create_task(self._run(), name="thruway-usage-writer")
 
     async def stop(self) -> None:
-        """Write out everything queued (retrying a failing store for up to
-        ``shutdown_timeout_s``), then end the task; what could not be written is logged."""
+        """Write out everything queued, then end the task. A failing (or hanging) store is
+        retried for up to ``shutdown_timeout_s`` in all; what is left then is logged as lost."""
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._config.shutdown_timeout_s
-        backoff = _FIRST_BACKOFF_S
-        while not await self._drain():
-            left = deadline - loop.time()
-            if left <= 0:
-                log.error("usage_records_lost", count=len(self._queue))
-                self._queue.clear()
-                return
-            await asyncio.sleep(min(backoff, left))
-            backoff = min(backoff * 2, _MAX_BACKOFF_S)
+        try:
+            async with asyncio.timeout(self._config.shutdown_timeout_s):
+                if self._task is not None:
+                    await self._task
+                backoff = _FIRST_BACKOFF_S
+                while not await self._drain():
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _MAX_BACKOFF_S)
+        except TimeoutError:
+            log.error("usage_records_lost", count=len(self._queue))
+            self._queue.clear()
 
     async def _run(self) -> None:
         backoff = 0.0
@@ -110,8 +108,10 @@ class UsageWriter:
             self._in_flight = len(batch)
             try:
                 await self._store.insert_usage(batch)
-            except Exception as exc:
-                self._put_back(batch)
+            except BaseException as exc:
+                self._put_back(batch)  # cancelled too: ``stop`` counts what is left
+                if not isinstance(exc, Exception):
+                    raise
                 if not self._failing:
                     self._failing = True
                     log.error(

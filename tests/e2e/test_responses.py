@@ -588,7 +588,7 @@ async def test_input_tokens_are_estimated_where_the_provider_cannot_count(
 
 
 async def test_stored_state_is_scoped_to_the_callers_key(
-    make_gateway: MakeGateway, store_url: str
+    store_url: str, make_gateway: MakeGateway
 ) -> None:
     """Two gateways share one store, each with its own key: neither caller can read, list,
     continue, cancel or delete what the other stored."""

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from proxy.config import ConfigError, build_config
 from proxy.keys import STORE
 from proxy.store import UsageRecord
 from tests.conftest import Gateway, MakeGateway, provider_for
@@ -271,6 +272,24 @@ async def test_a_full_queue_drops_the_oldest_records(
     assert 3 == dropped["count"]
 
 
+async def test_shutdown_gives_up_on_a_failing_store_after_its_timeout(
+    store_url: str, make_gateway: MakeGateway, fake_openai: FakeOpenAI
+) -> None:
+    """A gateway closing while the store fails retries for ``shutdown_timeout_s``, then logs
+    how many records it could not write, and closes."""
+    gw = await start(make_gateway, fake_openai, store_url, shutdown_timeout_s=0.3)
+    await rename_table(store_url, "usage_records", "usage_records_away")
+    with capture_logs() as entries:
+        for n in range(2):
+            await gw.sdk(api_key=MASTER).chat.completions.create(
+                **CHAT, extra_headers={"x-request-id": f"r{n}"}
+            )
+        await until_logged(entries, "usage_write_failed")
+        await gw.close()
+    (lost,) = [e for e in entries if e["event"] == "usage_records_lost"]
+    assert 2 == lost["count"]
+
+
 # --- /api/logs and /api/usage --------------------------------------------------------------------
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -510,3 +529,18 @@ async def test_metrics_count_cost_upstream_latency_and_the_usage_queue(
     )
     assert 0 == value(samples, "thruway_usage_queue_depth")
     assert 0 == value(samples, "thruway_usage_records_dropped_total")
+
+
+@pytest.mark.parametrize(
+    ("usage", "message"),
+    [
+        ({"queue_sise": 5}, "at $.usage: Object contains unknown field `queue_sise`"),
+        ({"batch_size": 0}, "at $.usage.batch_size: Expected `int` >= 1"),
+        ({"flush_interval_s": 0}, "at $.usage.flush_interval_s: Expected `float` > 0.0"),
+    ],
+)
+def test_usage_config_is_checked(usage: dict[str, Any], message: str) -> None:
+    """A mistake in the ``usage`` section names its key path."""
+    with pytest.raises(ConfigError) as caught:
+        build_config({"usage": usage}, source="t.yaml")
+    assert f"t.yaml: {message}" == str(caught.value)
