@@ -162,8 +162,9 @@ def _content(
     request: web.Request, op: Operation, response: web.StreamResponse | None
 ) -> bytes | None:
     """With ``usage.log_content``: the request's content fields (``messages``, ``input``, ...
-    as sent; a multipart form's text fields), a JSON reply's body, and a chat or completions
-    stream's text. Uploaded files and other replies (audio, a Responses stream) are not kept."""
+    as sent; a multipart form's text fields), a JSON answer's body, and a chat or completions
+    stream's text. Uploaded files, error bodies (the errors middleware renders them, further
+    out) and other replies (audio, a Responses stream) are not kept."""
     inbound = request.get(BODY)
     fields: dict[str, msgspec.Raw | str] = {}
     if inbound is not None and inbound.raw is not None:
