@@ -38,8 +38,11 @@ GroupBy = Literal["key", "team", "model", "provider", "day"]
 GROUP_BY: tuple[GroupBy, ...] = ("key", "team", "model", "provider", "day")
 
 
-class UsageRecord(msgspec.Struct, kw_only=True):
-    """One request as accounted: its identity, who made it, where it went and what it cost."""
+class UsageRecord(msgspec.Struct, kw_only=True, gc=False):
+    """One request as accounted: its identity, who made it, where it went and what it cost.
+
+    ``gc=False``: it holds scalars only, and thousands may wait in the writer's queue, where
+    the cycle collector would otherwise walk them all."""
 
     id: str  # unique per record, made by the gateway
     created_at: float  # unix seconds: the request's arrival
