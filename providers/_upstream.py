@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -450,10 +451,18 @@ def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
 class Upstream:
     """Requests over the app's shared, pooled ``ClientSession``."""
 
-    __slots__ = ("_session",)
+    __slots__ = ("_answered", "_session")
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        answered: Callable[[str, float], None] | None = None,
+    ) -> None:
+        """``answered(provider, seconds)`` is told each request's time to its response
+        headers, whatever their status (the app counts it in its metrics)."""
         self._session = session
+        self._answered = answered
 
     async def open(
         self,
@@ -473,6 +482,7 @@ class Upstream:
         is attached to the response (its first-event timer starts).
         """
         until = timeout.until_headers
+        sent = time.perf_counter()
         with timeout:
             if until is None:
                 resp = await self._send(method, url, headers, timeout, data, proxy)
@@ -486,6 +496,8 @@ class Upstream:
                         # Cancelled mid-request: aiohttp has closed the connection.
                         raise until.error(provider) from None
                     raise
+        if self._answered is not None:
+            self._answered(provider, time.perf_counter() - sent)
         if isinstance(timeout, StreamAttempt):
             timeout.attach(resp)
         return resp

@@ -34,6 +34,7 @@ from proxy.respond.worker import BackgroundWorker
 from proxy.routes import setup_routes
 from proxy.routes.openai import MODEL_CATALOG, ModelCatalog
 from proxy.store import open_store
+from proxy.usage import USAGE_WRITER, UsageWriter
 
 __all__ = ["create_app"]
 
@@ -64,7 +65,8 @@ def create_app(
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with open_session() as session:
-            registry = build_registry(config, Upstream(session), os.environ if env is None else env)
+            upstream = Upstream(session, answered=metrics.upstream_answered)
+            registry = build_registry(config, upstream, os.environ if env is None else env)
             app[HTTP_SESSION] = session
             app[PROVIDERS] = registry
             app[DIRECTORY] = registry.directory
@@ -72,6 +74,8 @@ def create_app(
                 {name: p.models_cache_ttl_s for name, p in config.providers.items()}
             )
             store = app[STORE] = await open_store(config.store)
+            usage = app[USAGE_WRITER] = UsageWriter(store, config.usage)
+            metrics.usage = usage
             worker = app[BACKGROUND] = BackgroundWorker(
                 store,
                 registry,
@@ -79,14 +83,20 @@ def create_app(
                 config.store,
                 reliability=app[RELIABILITY],
                 routes=config.routes,
+                usage=usage,
+                pricing=pricing,
             )
             governance = app[GOVERNANCE] = Governance(config, store)
             try:
                 await governance.start()
+                await usage.start()
                 await worker.start()
                 yield
             finally:
+                # The worker's last runs are accounted, then every record is written, before
+                # the store closes.
                 await worker.stop()
+                await usage.stop()
                 await registry.aclose()
                 await governance.close()
                 await store.close()

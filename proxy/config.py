@@ -33,6 +33,7 @@ __all__ = [
     "StateConfig",
     "StoreConfig",
     "StreamingConfig",
+    "UsageConfig",
     "config_from_env",
     "load_config",
     "parse_store_url",
@@ -111,13 +112,28 @@ class StoreConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True
     poll_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
 
 
+_Positive = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class UsageConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Usage records (one per request, in the store): a background writer inserts them in
+    batches of up to ``batch_size``, at least every ``flush_interval_s``. At most
+    ``queue_size`` wait in memory (while the store is down, say); past that the oldest are
+    dropped, counted and logged. ``log_content: true`` also stores prompts and completions."""
+
+    queue_size: Annotated[int, msgspec.Meta(ge=1)] = 10000
+    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 500
+    flush_interval_s: _Positive = 1.0
+    # At shutdown, the longest the writer keeps retrying a store that fails before it gives
+    # up on what is still queued (logged with the count).
+    shutdown_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    log_content: bool = False
+
+
 class KeyConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     value: str
     weight: float = 1.0
     models: tuple[str, ...] = ("*",)
-
-
-_Positive = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class RetryConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -235,6 +251,7 @@ class GatewayConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     streaming: StreamingConfig = StreamingConfig()
     store: StoreConfig = StoreConfig()
     state: StateConfig = StateConfig()
+    usage: UsageConfig = UsageConfig()
     providers: dict[str, ProviderConfig] = {}
     routes: dict[str, RouteConfig] = {}
     # ``provider/model`` -> its prices, over the price table shipped with the gateway.

@@ -36,6 +36,7 @@ from proxy.pricing import Pricing
 from proxy.schemas.common import BilledUsage, ExtraFields
 from proxy.schemas.errors import ErrorBody, ErrorEnvelope
 from proxy.sse import DONE, KeepAlive, event, event_batch, open_event_stream
+from proxy.usage import STREAM_CAPTURE
 
 __all__ = ["dispatch", "error_envelope", "extra_fields", "splice_extra_fields"]
 
@@ -327,9 +328,13 @@ async def _event_stream(
     keepalive = KeepAlive(response, request.app[CONFIG].streaming.keepalive_interval_s)
     # Only a client that asked for usage gets the usage chunk, and extra_fields with it.
     spliced = not call.inbound.wants_usage
+    # With ``usage.log_content``, the events sent, for the usage record's completion text.
+    capture = request.get(STREAM_CAPTURE)
     try:
         batch = first
         while batch is not None:
+            if capture is not None:
+                capture.extend(batch)
             if not spliced and stream.usage is not None:
                 # The usage arrived with this batch: it ends with the usage chunk.
                 extra = _extra_fields(

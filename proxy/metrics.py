@@ -27,6 +27,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from proxy.keys import Outcome
+from proxy.usage import UsageWriter
 
 __all__ = ["CONTENT_TYPE", "METRICS", "MULTIPROC_DIR", "REJECTIONS", "Metrics"]
 
@@ -44,6 +45,8 @@ _SKIPPED = frozenset({"circuit_open", "provider_unavailable", "overloaded"})
 # LLM calls take from milliseconds (embeddings, cache hits) to minutes (long generations).
 _DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 _TTFB_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+# An upstream's time to response headers: a non-streamed answer's whole generation included.
+_UPSTREAM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 # Past this many label sets, models are counted as "other": a client naming random models
 # of a pass-through provider must not grow the scrape without bound.
 _MAX_SERIES = 2000
@@ -60,12 +63,14 @@ class _Series:
 
     __slots__ = (
         "cached",
+        "cost",
         "d_counts",
         "d_sum",
         "duration",
         "input",
         "n",
         "n_cached",
+        "n_cost",
         "n_input",
         "n_output",
         "n_reasoning",
@@ -88,13 +93,14 @@ class _Series:
         self.output = tokens.labels(provider, model, "output")
         self.cached = tokens.labels(provider, model, "cached")
         self.reasoning = tokens.labels(provider, model, "reasoning")
+        self.cost = m.cost.labels(provider, model)
         self.success = m.attempts.labels(provider, "success") if provider else None
         self._reset()
 
     def _reset(self) -> None:
         self.n = self.n_input = self.n_output = self.n_cached = self.n_reasoning = 0
         self.n_success = 0
-        self.d_sum = self.t_sum = 0.0
+        self.d_sum = self.t_sum = self.n_cost = 0.0
         self.d_counts = [0] * (len(_DURATION_BUCKETS) + 1)
         self.t_counts = [0] * (len(_TTFB_BUCKETS) + 1)
 
@@ -113,6 +119,8 @@ class _Series:
             ):
                 if n:
                     child.inc(n)
+            if self.n_cost:
+                self.cost.inc(self.n_cost)
             if self.n_success and self.success is not None:
                 self.success.inc(self.n_success)
         self._reset()
@@ -185,6 +193,34 @@ class Metrics:
             ("reason",),
             registry=r,
         )
+        self.cost = Counter(
+            "thruway_cost_usd",
+            "Cost of the requests answered in USD, by provider and model (priced models only).",
+            ("provider", "model"),
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "thruway_upstream_latency_seconds",
+            "Each upstream request's time to its response headers, by provider.",
+            ("provider",),
+            buckets=_UPSTREAM_BUCKETS,
+            registry=r,
+        )
+        self.usage_queue = Gauge(
+            "thruway_usage_queue_depth",
+            "Usage records waiting to be written to the store.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.usage_dropped = Counter(
+            "thruway_usage_records_dropped",
+            "Usage records dropped because the queue was full (the store down too long).",
+            registry=r,
+        )
+        # The usage writer whose queue is shown (the app sets it once its store is open).
+        self.usage: UsageWriter | None = None
+        self._usage_dropped = 0
+        self._upstream: dict[str, tuple[Histogram, list[int], list[float]]] = {}
         self._series: dict[tuple[str, str, int, str], _Series] = {}
         self._dirty: dict[tuple[str, str, int, str], _Series] = {}
         self._live = 0  # requests in flight
@@ -217,6 +253,9 @@ class Metrics:
             ttfb = outcome.ttfb_ms / 1000
             series.t_sum += ttfb
             series.t_counts[bisect_left(_TTFB_BUCKETS, ttfb)] += 1
+        cost = outcome.log_fields.get("cost_usd")
+        if isinstance(cost, float):
+            series.n_cost += cost
         billed = outcome.usage
         if billed is not None:
             series.n_input += billed.prompt_tokens
@@ -240,8 +279,34 @@ class Metrics:
         dirty, self._dirty = self._dirty, {}
         for series in dirty.values():
             series.flush()
+        for child, counts, total in self._upstream.values():
+            if total[0] or any(counts):
+                _add_histogram(child, counts, total[0])
+                counts[:] = [0] * len(counts)
+                total[0] = 0.0
         self.in_flight.set(self._live)
         self.open_streams.set(self._streams)
+        if self.usage is not None:
+            self.usage_queue.set(self.usage.depth)
+            if self.usage.dropped > self._usage_dropped:
+                self.usage_dropped.inc(self.usage.dropped - self._usage_dropped)
+                self._usage_dropped = self.usage.dropped
+
+    def upstream_answered(self, provider: str, seconds: float) -> None:
+        """Count one upstream request's time to its response headers (``Upstream`` calls it)."""
+        got = self._upstream.get(provider)
+        if got is None:
+            if len(self._upstream) >= _MAX_SERIES:
+                return
+            got = self._upstream[provider] = (
+                self.upstream_latency.labels(provider),
+                [0] * (len(_UPSTREAM_BUCKETS) + 1),
+                [0.0],
+            )
+        got[1][bisect_left(_UPSTREAM_BUCKETS, seconds)] += 1
+        got[2][0] += seconds
+        if self._handle is None:
+            self._schedule()
 
     def _schedule(self) -> None:
         if self._handle is None:

@@ -27,11 +27,13 @@ import msgspec
 import structlog
 
 from middlewares.fallback import resolve_targets, with_fallbacks
+from middlewares.request_context import new_request_id
 from providers.registry import Registry
 from proxy.config import RouteConfig, StoreConfig
 from proxy.errors import GatewayError, UpstreamError
 from proxy.keys import AttemptState, Directory, Outcome
-from proxy.operations import Target
+from proxy.operations import RESPONSES, Target
+from proxy.pricing import Pricing
 from proxy.reliability import Reliability
 from proxy.respond.prepare import Prepared
 from proxy.respond.run import Attempt, EventRun, Frame, answer, error_code, own, start_events
@@ -39,12 +41,14 @@ from proxy.respond.save import append_to_conversation, prepared_from_record
 from proxy.responses.output import new_response
 from proxy.schemas.response_events import ResponseFailed
 from proxy.schemas.responses import Response, ResponseError, ResponseStatus
-from proxy.store import ResponseRecord, Store
+from proxy.store import ResponseRecord, Store, UsageRecord
+from proxy.usage import UsageWriter, usage_content
 
 __all__ = ["BackgroundWorker", "Notifier"]
 
 log = structlog.get_logger("thruway.background")
 _encode = msgspec.json.Encoder().encode
+_RAW = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 class Notifier:
@@ -108,7 +112,11 @@ class BackgroundWorker:
         *,
         reliability: Reliability | None = None,
         routes: Mapping[str, RouteConfig] | None = None,
+        usage: UsageWriter | None = None,
+        pricing: Pricing | None = None,
     ) -> None:
+        self._usage = usage
+        self._pricing = pricing
         self._reliability = reliability
         self._routes = routes
         self._store = store
@@ -227,12 +235,18 @@ class BackgroundWorker:
         assert task is not None
         keeper = asyncio.create_task(self._keep_lease(job, task))
         outcome = Outcome(model_requested=job.prep.req.model, stream=job.rec.stream)
+        started = time.time()
         final: Response | None = None
+        # What the run's usage record says: interrupted unless it ends otherwise.
+        status: int = 503
+        error_type: str | None = "gateway_shutdown"
         try:
             final = await self._attempts(job, outcome)
+            status, error_type = 200, None
             await self._finish(job, final)
         except asyncio.CancelledError:
             if job.cancel_asked:
+                status, error_type = 499, "cancelled"
                 final = job.snapshot("cancelled")
                 await asyncio.shield(self._finish(job, final))
             else:
@@ -240,10 +254,12 @@ class BackgroundWorker:
                 await asyncio.shield(self._release(job))
             raise
         except GatewayError as exc:
+            status, error_type = exc.status, exc.type
             final = job.snapshot("failed")
             final.error = ResponseError(code=error_code(exc), message=exc.message)
             await self._fail(job, final)
         except Exception as exc:
+            status, error_type = 500, "internal_error"
             log.error(
                 "background_failed", response_id=rid, error_type=type(exc).__name__, error=str(exc)
             )
@@ -255,6 +271,8 @@ class BackgroundWorker:
         finally:
             keeper.cancel()
             self._log(job, outcome, final)
+            if self._usage is not None:
+                self._usage.submit(self._record(job, outcome, final, started, status, error_type))
 
     async def _attempts(self, job: _Job, outcome: Outcome) -> Response:
         prep = job.prep
@@ -358,6 +376,51 @@ class BackgroundWorker:
                 job.cancel_asked = rec is not None
                 task.cancel()
                 return
+
+    def _record(
+        self,
+        job: _Job,
+        outcome: Outcome,
+        final: Response | None,
+        started: float,
+        status: int,
+        error_type: str | None,
+    ) -> UsageRecord:
+        """The usage record of one run (each run of a response that is retried after an
+        interruption is one record: each called the upstream). The request id is the one the
+        run sent upstream, ``bg-<response id>-<run>``; the key is not known here."""
+        billed = outcome.usage
+        cost = None
+        if billed is not None and outcome.provider and self._pricing is not None:
+            cost = self._pricing.cost_usd(outcome.provider, outcome.model, billed)
+        content = None
+        if self._usage is not None and self._usage.log_content:
+            fields = {
+                k: v for k, v in _RAW.decode(job.prep.body).items() if k in RESPONSES.content_fields
+            }
+            content = usage_content(fields, _encode(final) if final is not None else None)
+        return UsageRecord(
+            id=new_request_id(),
+            created_at=started,
+            request_id=f"bg-{job.rec.id}-{job.rec.attempts}",
+            provider=outcome.provider or None,
+            model=outcome.model or None,
+            model_requested=job.prep.req.model,
+            route="/v1/responses",
+            request_type="background_response",
+            status=status,
+            error_type=error_type,
+            input_tokens=billed.prompt_tokens if billed is not None else 0,
+            output_tokens=billed.completion_tokens if billed is not None else 0,
+            cached_tokens=billed.cached_tokens if billed is not None else 0,
+            reasoning_tokens=billed.reasoning_tokens if billed is not None else 0,
+            cost_usd=cost,
+            latency_ms=outcome.elapsed_ms(),
+            attempts=outcome.attempts,
+            fallback_index=outcome.fallback_index,
+            stream=job.rec.stream,
+            content=content,
+        )
 
     def _log(self, job: _Job, outcome: Outcome, final: Response | None) -> None:
         fields: dict[str, object] = {

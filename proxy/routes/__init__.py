@@ -6,6 +6,7 @@ from aiohttp import web
 
 from proxy.routes import (
     admin,
+    admin_usage,
     anthropic,
     bedrock,
     genai,
@@ -29,3 +30,4 @@ def setup_routes(app: web.Application) -> None:
     health.setup(app)
     metrics.setup(app)
     admin.setup(app)
+    admin_usage.setup(app)

@@ -20,12 +20,14 @@ from proxy.store.base import (
     StoreError,
 )
 from proxy.store.sqlite import SQLiteStore
+from proxy.store.usage import GroupBy, UsageFilters, UsagePage, UsageRecord, UsageTotal
 
 if TYPE_CHECKING:
     from proxy.store.postgres import PostgresStore
 
 __all__ = [
     "INTERRUPTED_ERROR",
+    "GroupBy",
     "ItemPage",
     "PostgresStore",
     "Recovered",
@@ -33,6 +35,10 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreError",
+    "UsageFilters",
+    "UsagePage",
+    "UsageRecord",
+    "UsageTotal",
     "open_store",
 ]
 

@@ -16,9 +16,12 @@ the opaque ``response`` JSON, so whoever renders a Response object overlays them
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 import msgspec
+
+if TYPE_CHECKING:
+    from proxy.store.usage import GroupBy, UsageFilters, UsagePage, UsageRecord, UsageTotal
 
 __all__ = [
     "INTERRUPTED_ERROR",
@@ -258,6 +261,22 @@ class Store(Protocol):
 
     async def delete_team(self, id: str) -> TeamDeletion:
         """Delete a team that no key belongs to (``in_use`` otherwise)."""
+
+    # -- usage records (proxy.store.usage) ----------------------------------------------------
+
+    async def insert_usage(self, records: list[UsageRecord]) -> None:
+        """Insert records in one transaction (all or none); ids already stored are skipped, so
+        a batch may be sent again after a failure."""
+
+    async def query_usage_records(
+        self, filters: UsageFilters, cursor: tuple[float, str] | None, limit: int
+    ) -> UsagePage:
+        """Up to ``limit`` records matching ``filters``, newest first, older than ``cursor``
+        (a previous page's ``next_cursor``)."""
+
+    async def usage_totals(self, group_by: GroupBy, filters: UsageFilters) -> list[UsageTotal]:
+        """Requests, errors (status 400 and up), tokens and cost of the records matching
+        ``filters``, one row per group, in the group's order."""
 
 
 def check_limit(limit: int) -> None:

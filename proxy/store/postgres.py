@@ -30,6 +30,7 @@ from proxy.store.base import (
     pending_migrations,
 )
 from proxy.store.postgres_keys import KEY_STATEMENTS, PostgresKeys
+from proxy.store.postgres_usage import USAGE_MIGRATION, PostgresUsage
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
@@ -93,6 +94,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(3, "virtual keys and teams", KEY_STATEMENTS),
+    USAGE_MIGRATION,
 )
 
 # pg_advisory_xact_lock(int, int): this constant ("thry") and a hash of the schema, so that
@@ -200,7 +202,7 @@ def _record(row: Any) -> ResponseRecord:
     return ResponseRecord(**dict(row.items()))
 
 
-class PostgresStore(PostgresKeys):
+class PostgresStore(PostgresKeys, PostgresUsage):
     """:class:`proxy.store.base.Store` on PostgreSQL; open it with :meth:`open`."""
 
     def __init__(self, pool: Any) -> None:

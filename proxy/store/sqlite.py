@@ -34,6 +34,7 @@ from proxy.store.base import (
     pending_migrations,
 )
 from proxy.store.sqlite_keys import KEY_STATEMENTS, SQLiteKeys
+from proxy.store.sqlite_usage import USAGE_MIGRATION, SQLiteUsage
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
 
@@ -97,6 +98,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(3, "virtual keys and teams", KEY_STATEMENTS),
+    USAGE_MIGRATION,
 )
 
 _WAL_ATTEMPTS = 20  # about 2 s of retries in all
@@ -214,7 +216,7 @@ def _record(row: Any) -> ResponseRecord:
     )
 
 
-class SQLiteStore(SQLiteKeys):
+class SQLiteStore(SQLiteKeys, SQLiteUsage):
     """:class:`proxy.store.base.Store` on SQLite; open it with :meth:`open`."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:

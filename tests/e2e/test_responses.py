@@ -201,7 +201,9 @@ class Env:
 
 
 @pytest.fixture
-async def env(make_gateway: MakeGateway, upstream: Upstream, store_url: str) -> Env:
+async def env(store_url: str, make_gateway: MakeGateway, upstream: Upstream) -> Env:
+    # store_url first: set up first, torn down last, after the gateways (closing, a gateway
+    # writes its last usage records to the store).
     gateway = await make_gateway(
         {
             "providers": {upstream.name: upstream.config},
@@ -586,7 +588,7 @@ async def test_input_tokens_are_estimated_where_the_provider_cannot_count(
 
 
 async def test_stored_state_is_scoped_to_the_callers_key(
-    make_gateway: MakeGateway, store_url: str
+    store_url: str, make_gateway: MakeGateway
 ) -> None:
     """Two gateways share one store, each with its own key: neither caller can read, list,
     continue, cancel or delete what the other stored."""

@@ -21,6 +21,7 @@ TABLES = {
     "conversation_items",
     "teams",
     "virtual_keys",
+    "usage_records",
 }
 
 
