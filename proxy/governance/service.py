@@ -23,9 +23,9 @@ from proxy.governance.counters import (
     Counters,
     CountersUnavailable,
     MemoryCounters,
-    Seed,
     Settlement,
     Spend,
+    nusd,
 )
 from proxy.governance.model import (
     Grant,
@@ -42,6 +42,7 @@ from proxy.governance.model import (
     new_secret,
 )
 from proxy.store.base import Store
+from proxy.store.usage import UsageFilters
 
 __all__ = ["Governance", "make_grant"]
 
@@ -63,8 +64,9 @@ def _decoded(decode: Callable[[bytes], _T], body: bytes | None) -> _T | None:
 class Governance:
     """Owned by the app (``GOVERNANCE``); :meth:`start` after the store is open."""
 
-    def __init__(self, config: GatewayConfig, store: Store, seed: Seed | None = None) -> None:
+    def __init__(self, config: GatewayConfig, store: Store) -> None:
         self._store = store
+        seed = self._spent_since
         self._ttl = config.auth.key_cache_ttl_s
         self._state_url = config.state.url
         self.fail_open = config.state.fail_open
@@ -81,6 +83,17 @@ class Governance:
         self._listener: asyncio.Task[None] | None = None
         self._redis: Any = None
         self._settling: set[asyncio.Task[None]] = set()
+
+    async def _spent_since(self, scope: Scope, start: int) -> int:
+        """What the usage records say a key or team spent since ``start`` (nano-dollars): a
+        budget period's counters start from it, so a restart (or a Redis that lost its data)
+        does not forget what was spent."""
+        if scope.kind == "key":
+            filters = UsageFilters(key_id=scope.id, since=start)
+        else:
+            filters = UsageFilters(team_id=scope.id, since=start)
+        totals = await self._store.usage_totals(scope.kind, filters)
+        return sum(nusd(t.cost_usd) for t in totals)
 
     async def start(self) -> None:
         if self._state_url:

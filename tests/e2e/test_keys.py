@@ -429,3 +429,33 @@ async def test_lost_counters_refuse_or_pass_as_configured(
         if expected == 503:
             assert (await response.json())["error"]["code"] == "state_unavailable"
         assert (await _chat(gateway, free)).status == 200
+
+
+async def test_spend_survives_a_restart_and_is_in_the_records(
+    make_gateway: MakeGateway, priced_fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    """A restarted gateway starts a budget from the usage records, so what was spent before
+    still counts; each request's record names its key and team."""
+    store_url = f"sqlite:///{tmp_path / 'thruway.db'}"
+    first = await _gateway(make_gateway, priced_fake, store_url=store_url, **PRICED)
+    team = await create_team(first)
+    made = await create_key(first, team=team["id"], budget={"max_usd": 0.05, "period": "1d"})
+    for _ in range(3):
+        assert (await _chat(first, made["key"], model="openai/priced", max_tokens=10)).status == 200
+    await first.close()  # a graceful stop writes every usage record
+
+    second = await _gateway(make_gateway, priced_fake, store_url=store_url, **PRICED)
+    statuses = []
+    for _ in range(3):
+        response = await _chat(second, made["key"], model="openai/priced", max_tokens=10)
+        statuses.append(response.status)
+        await asyncio.sleep(0.02)
+    assert statuses == [200, 200, 402]
+    await second.close()
+    third = await _gateway(make_gateway, priced_fake, store_url=store_url, **PRICED)
+    logs = await (
+        await third.client.get(f"/api/logs?key_id={made['id']}&limit=100", headers=ADMIN)
+    ).json()
+    assert len(logs["data"]) == 6
+    assert {(r["key_id"], r["team_id"]) for r in logs["data"]} == {(made["id"], team["id"])}
+    assert sum(r["cost_usd"] or 0 for r in logs["data"]) == pytest.approx(0.05)
