@@ -30,7 +30,15 @@ from proxy.governance.counters import (
     nusd,
 )
 from proxy.governance.model import Grant, Scope, allowed
-from proxy.keys import BODY, GOVERNANCE, GRANT, OUTCOME, RATE_HEADERS, REQUEST_ID
+from proxy.keys import (
+    BODY,
+    DEFER_SETTLEMENT,
+    GOVERNANCE,
+    GRANT,
+    OUTCOME,
+    RATE_HEADERS,
+    REQUEST_ID,
+)
 from proxy.operations import Inbound, operation_of
 from proxy.pricing import Pricing
 from proxy.schemas.common import BilledUsage
@@ -85,20 +93,26 @@ def govern_middleware(config: GatewayConfig, pricing: Pricing) -> Middleware:
         try:
             return await handler(request)
         finally:
-            outcome = request[OUTCOME]
-            billed = outcome.usage.total_tokens if outcome.usage is not None else 0
-            cost = outcome.log_fields.get("cost_usd", 0.0)
-            governance.settle_later(
-                Settlement(
-                    request_id=ask.request_id,
-                    scopes=ask.scopes,
-                    second=decision.second,
-                    token_delta=billed - ask.tokens,
-                    cost_nusd=nusd(float(cost)),
-                )
-            )
+            if not request.get(DEFER_SETTLEMENT, False):
+                _settle(request, ask, decision)
 
     return govern
+
+
+def _settle(request: web.Request, ask: Ask, decision: Decision) -> None:
+    """The estimates become what was billed (the usage middleware has priced it by now)."""
+    outcome = request[OUTCOME]
+    billed = outcome.usage.total_tokens if outcome.usage is not None else 0
+    cost = outcome.log_fields.get("cost_usd", 0.0)
+    request.app[GOVERNANCE].settle_later(
+        Settlement(
+            request_id=ask.request_id,
+            scopes=ask.scopes,
+            second=decision.second,
+            token_delta=billed - ask.tokens,
+            cost_nusd=nusd(float(cost)),
+        )
+    )
 
 
 async def add_rate_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:

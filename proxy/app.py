@@ -76,6 +76,7 @@ def create_app(
             store = app[STORE] = await open_store(config.store)
             usage = app[USAGE_WRITER] = UsageWriter(store, config.usage)
             metrics.usage = usage
+            governance = app[GOVERNANCE] = Governance(config, store)
             worker = app[BACKGROUND] = BackgroundWorker(
                 store,
                 registry,
@@ -85,8 +86,8 @@ def create_app(
                 routes=config.routes,
                 usage=usage,
                 pricing=pricing,
+                governance=governance,
             )
-            governance = app[GOVERNANCE] = Governance(config, store)
             try:
                 await governance.start()
                 await usage.start()

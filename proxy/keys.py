@@ -28,6 +28,7 @@ __all__ = [
     "ATTEMPT",
     "BODY",
     "CONFIG",
+    "DEFER_SETTLEMENT",
     "DIRECTORY",
     "DRAINING",
     "GOVERNANCE",
@@ -109,6 +110,9 @@ TARGET = web.RequestKey("target", Target)  # fallback, once per attempt
 PRINCIPAL = web.RequestKey("principal", Principal)  # auth
 # A virtual key's grant: what it may use and the limits it counts against (auth).
 GRANT = web.RequestKey("grant", Grant)  # auth
+# Set by a handler whose work goes on after the response (a background response): ``govern``
+# leaves its budget reservation open, and whoever finishes the work settles it.
+DEFER_SETTLEMENT = web.RequestKey("defer_settlement", bool)
 # The ``x-ratelimit-*`` headers of a limited key, added to whatever response goes out (govern).
 RATE_HEADERS = web.RequestKey("rate_headers", dict[str, str])  # govern
 # Virtual keys, teams and the rate-limit and budget counters, opened at start-up.

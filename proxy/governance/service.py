@@ -278,6 +278,20 @@ class Governance:
             raise NotFoundError(f"No key with id `{id}`.", param="key_id")
         await self._changed()
 
+    async def charge(self, key_id: str, request_id: str, cost_usd: float) -> None:
+        """Settle work that outlived its request (a background response): its reservation,
+        held under ``request_id``, becomes ``cost_usd`` in the key's and team's budgets."""
+        body = await self._store.get_key(key_id)
+        if body is None:
+            return  # the key is gone: nothing to count against
+        key = _KEY.decode(body)
+        team = None
+        if key.team is not None:
+            team = _decoded(_TEAM.decode, await self._store.get_team(key.team))
+        scopes = make_grant(key, team).scopes
+        if scopes:
+            await self._settle(Settlement(request_id, scopes, 0, 0, nusd(cost_usd)))
+
     async def spend(self, scope: Scope) -> Spend | None:
         return await self.counters.spend(scope)
 

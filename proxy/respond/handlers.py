@@ -25,10 +25,12 @@ from proxy.keys import (
     ATTEMPT,
     BODY,
     CONFIG,
+    DEFER_SETTLEMENT,
     LIMITS,
     OUTCOME,
     OWNER,
     PRICING,
+    PRINCIPAL,
     REQUEST_ID,
     STORE,
     TARGET,
@@ -53,7 +55,7 @@ from proxy.respond.run import (
     own,
     start_events,
 )
-from proxy.respond.save import new_record, save_response
+from proxy.respond.save import Account, new_record, save_response
 from proxy.respond.worker import BackgroundWorker
 from proxy.responses.output import new_response
 from proxy.responses.translate import stored_items, to_chat
@@ -250,9 +252,17 @@ async def _enqueue(request: web.Request, prep: Prepared) -> web.StreamResponse:
         prep,
     )
     stream = request[BODY].stream
-    await request.app[STORE].insert_response(
-        new_record(prep, queued, background=True, stream=stream)
+    principal = request.get(PRINCIPAL)
+    account = Account(
+        request_id=request[REQUEST_ID],
+        key_id=principal.key_id if principal is not None else None,
+        team_id=principal.team_id if principal is not None else None,
     )
+    await request.app[STORE].insert_response(
+        new_record(prep, queued, background=True, stream=stream, account=account)
+    )
+    # The budget reservation stays open until the worker has run the response.
+    request[DEFER_SETTLEMENT] = True
     request.app[BACKGROUND].wake()
     if stream:
         return await _follow(request, prep.response_id, -1)

@@ -17,7 +17,9 @@ from proxy.schemas.responses import REQUEST_DECODER, Response, decode_items
 from proxy.store import ResponseRecord, Store
 
 __all__ = [
+    "Account",
     "StoredRequest",
+    "account_of",
     "append_to_conversation",
     "new_record",
     "prepared_from_record",
@@ -28,16 +30,31 @@ log = structlog.get_logger("thruway.responses")
 _encode = msgspec.json.Encoder().encode
 
 
+class Account(msgspec.Struct, frozen=True):
+    """Who a background response is billed to: the request that queued it (its budget
+    reservation is settled when the response ends) and its virtual key and team."""
+
+    request_id: str
+    key_id: str | None = None
+    team_id: str | None = None
+
+
 class StoredRequest(msgspec.Struct):
     body: msgspec.Raw
     history: int = 0
+    account: Account | None = None
 
 
 _STORED_REQUEST = msgspec.json.Decoder(StoredRequest)
 
 
 def new_record(
-    prep: Prepared, response: Response, *, background: bool, stream: bool
+    prep: Prepared,
+    response: Response,
+    *,
+    background: bool,
+    stream: bool,
+    account: Account | None = None,
 ) -> ResponseRecord:
     req = prep.req
     return ResponseRecord(
@@ -53,7 +70,7 @@ def new_record(
             req.previous_response_id if isinstance(req.previous_response_id, str) else None
         ),
         conversation_id=prep.conversation_id,
-        request=_encode(StoredRequest(msgspec.Raw(prep.body), len(prep.history))),
+        request=_encode(StoredRequest(msgspec.Raw(prep.body), len(prep.history), account)),
         input_items=_encode(prep.all_items),
         response=_encode(response),
         error=_encode(response.error) if response.error is not None else None,
@@ -75,6 +92,10 @@ def prepared_from_record(rec: ResponseRecord) -> Prepared:
         history=items[: stored.history],
         conversation_id=rec.conversation_id,
     )
+
+
+def account_of(rec: ResponseRecord) -> Account | None:
+    return _STORED_REQUEST.decode(rec.request).account
 
 
 async def append_to_conversation(store: Store, prep: Prepared, response: Response) -> None:

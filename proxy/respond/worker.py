@@ -31,13 +31,14 @@ from middlewares.request_context import new_request_id
 from providers.registry import Registry
 from proxy.config import RouteConfig, StoreConfig
 from proxy.errors import GatewayError, UpstreamError
+from proxy.governance.service import Governance
 from proxy.keys import AttemptState, Directory, Outcome
 from proxy.operations import RESPONSES, Target
 from proxy.pricing import Pricing
 from proxy.reliability import Reliability
 from proxy.respond.prepare import Prepared
 from proxy.respond.run import Attempt, EventRun, Frame, answer, error_code, own, start_events
-from proxy.respond.save import append_to_conversation, prepared_from_record
+from proxy.respond.save import account_of, append_to_conversation, prepared_from_record
 from proxy.responses.output import new_response
 from proxy.schemas.response_events import ResponseFailed
 from proxy.schemas.responses import Response, ResponseError, ResponseStatus
@@ -114,8 +115,10 @@ class BackgroundWorker:
         routes: Mapping[str, RouteConfig] | None = None,
         usage: UsageWriter | None = None,
         pricing: Pricing | None = None,
+        governance: Governance | None = None,
     ) -> None:
         self._usage = usage
+        self._governance = governance
         self._pricing = pricing
         self._reliability = reliability
         self._routes = routes
@@ -128,6 +131,7 @@ class BackgroundWorker:
         self._jobs: dict[str, tuple[_Job, asyncio.Task[None]]] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._charging: set[asyncio.Task[None]] = set()
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -144,6 +148,8 @@ class BackgroundWorker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._charging:
+            await asyncio.gather(*self._charging, return_exceptions=True)
 
     def wake(self) -> None:
         """New work was queued here: claim it now rather than at the next poll."""
@@ -240,6 +246,7 @@ class BackgroundWorker:
         # What the run's usage record says: interrupted unless it ends otherwise.
         status: int = 503
         error_type: str | None = "gateway_shutdown"
+        released = False
         try:
             final = await self._attempts(job, outcome)
             status, error_type = 200, None
@@ -251,6 +258,7 @@ class BackgroundWorker:
                 await asyncio.shield(self._finish(job, final))
             else:
                 # Shutting down, or the lease was lost: whoever holds the work next runs it.
+                released = True
                 await asyncio.shield(self._release(job))
             raise
         except GatewayError as exc:
@@ -271,8 +279,20 @@ class BackgroundWorker:
         finally:
             keeper.cancel()
             self._log(job, outcome, final)
+            cost = self._cost(outcome)
+            account = account_of(job.rec)
             if self._usage is not None:
-                self._usage.submit(self._record(job, outcome, final, started, status, error_type))
+                record = self._record(job, outcome, final, started, status, error_type)
+                self._usage.submit(
+                    msgspec.structs.replace(
+                        record,
+                        cost_usd=cost,
+                        key_id=account.key_id if account else None,
+                        team_id=account.team_id if account else None,
+                    )
+                )
+            if not released and account is not None and account.key_id is not None:
+                self._charge(account.key_id, account.request_id, cost or 0.0)
 
     async def _attempts(self, job: _Job, outcome: Outcome) -> Response:
         prep = job.prep
@@ -377,6 +397,22 @@ class BackgroundWorker:
                 task.cancel()
                 return
 
+    def _cost(self, outcome: Outcome) -> float | None:
+        billed = outcome.usage
+        if billed is None or not outcome.provider or self._pricing is None:
+            return None
+        return self._pricing.cost_usd(outcome.provider, outcome.model, billed)
+
+    def _charge(self, key_id: str, request_id: str, cost: float) -> None:
+        """The key's budget reservation (held since the response was queued) becomes the
+        run's cost; in a task of its own, as the run may be being cancelled."""
+        assert self._governance is not None
+        task = asyncio.get_running_loop().create_task(
+            self._governance.charge(key_id, request_id, cost)
+        )
+        self._charging.add(task)
+        task.add_done_callback(self._charging.discard)
+
     def _record(
         self,
         job: _Job,
@@ -388,11 +424,9 @@ class BackgroundWorker:
     ) -> UsageRecord:
         """The usage record of one run (each run of a response that is retried after an
         interruption is one record: each called the upstream). The request id is the one the
-        run sent upstream, ``bg-<response id>-<run>``; the key is not known here."""
+        run sent upstream, ``bg-<response id>-<run>``; cost and key are filled in by the
+        caller."""
         billed = outcome.usage
-        cost = None
-        if billed is not None and outcome.provider and self._pricing is not None:
-            cost = self._pricing.cost_usd(outcome.provider, outcome.model, billed)
         content = None
         if self._usage is not None and self._usage.log_content:
             fields = {
@@ -414,7 +448,6 @@ class BackgroundWorker:
             output_tokens=billed.completion_tokens if billed is not None else 0,
             cached_tokens=billed.cached_tokens if billed is not None else 0,
             reasoning_tokens=billed.reasoning_tokens if billed is not None else 0,
-            cost_usd=cost,
             latency_ms=outcome.elapsed_ms(),
             attempts=outcome.attempts,
             fallback_index=outcome.fallback_index,

@@ -459,3 +459,38 @@ async def test_spend_survives_a_restart_and_is_in_the_records(
     assert len(logs["data"]) == 6
     assert {(r["key_id"], r["team_id"]) for r in logs["data"]} == {(made["id"], team["id"])}
     assert sum(r["cost_usd"] or 0 for r in logs["data"]) == pytest.approx(0.05)
+
+
+async def test_a_background_response_holds_its_reservation_until_it_ends(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI
+) -> None:
+    """A queued background response keeps its budget reservation while it runs, then is
+    charged what it cost; its usage record names its key."""
+    from tests.fakes.openai import Behavior
+
+    gateway = await _gateway(make_gateway, fake_openai, **PRICED)
+    made = await create_key(gateway, budget={"max_usd": 0.015, "period": "1d"})
+    fake_openai.enqueue(Behavior(usage=(12, 10), delay_s=0.5))
+    sdk = gateway.sdk(api_key=made["key"])
+    queued = await sdk.responses.create(
+        model="openai/priced", input="Work.", background=True, max_output_tokens=10
+    )
+    # $0.01 is held for the running response: another $0.01 does not fit in $0.015.
+    refused = await _chat(gateway, made["key"], model="openai/priced", max_tokens=10)
+    assert refused.status == 402
+    for _ in range(200):
+        if (await sdk.responses.retrieve(queued.id)).status == "completed":
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.05)
+    got = await (await gateway.client.get(f"/api/keys/{made['id']}", headers=ADMIN)).json()
+    assert (got["spend"]["spent_usd"], got["spend"]["reserved_usd"]) == (pytest.approx(0.01), 0)
+    for _ in range(100):
+        logs = await (
+            await gateway.client.get(f"/api/logs?key_id={made['id']}", headers=ADMIN)
+        ).json()
+        runs = [r for r in logs["data"] if r["request_type"] == "background_response"]
+        if runs:
+            break
+        await asyncio.sleep(0.05)
+    assert [r["cost_usd"] for r in runs] == [pytest.approx(0.01)]
