@@ -41,6 +41,8 @@ def render_error(
         content_type="application/json",
         headers=error.headers,
     )
+    if op is not None and op.error_headers is not None:
+        response.headers.update(op.error_headers(error))
     if request_id is not None:
         response.headers["x-request-id"] = request_id
     return response

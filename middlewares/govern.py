@@ -32,10 +32,12 @@ from proxy.governance.counters import (
 from proxy.governance.model import Grant, Scope, allowed
 from proxy.keys import (
     BODY,
+    CONFIG,
     DEFER_SETTLEMENT,
     GOVERNANCE,
     GRANT,
     OUTCOME,
+    PRICING,
     RATE_HEADERS,
     REQUEST_ID,
 )
@@ -43,60 +45,88 @@ from proxy.operations import Inbound, operation_of
 from proxy.pricing import Pricing
 from proxy.schemas.common import BilledUsage
 
-__all__ = ["add_rate_headers", "govern_middleware"]
+__all__ = ["add_rate_headers", "admit", "govern_middleware"]
 
 log = structlog.get_logger("thruway.govern")
+# The admission to settle, once the request has been priced.
+_ADMITTED = web.RequestKey[tuple[Ask, Decision]]("governance_admitted")
 # A token is about four characters of English; three keeps the estimate on the safe side.
 _BYTES_PER_TOKEN = 3
 _OUTPUT_LIMITS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
 def govern_middleware(config: GatewayConfig, pricing: Pricing) -> Middleware:
+    """Routed operations are admitted here; a handler that learns its model itself (the
+    ``/openai`` forward) calls :func:`admit`. Either way the admission is settled here, outside
+    ``usage``, once the request has been priced."""
     routes = {name: [t.model for t in route.targets] for name, route in config.routes.items()}
 
     @web.middleware
     async def govern(request: web.Request, handler: Handler) -> web.StreamResponse:
-        grant = request.get(GRANT)
-        if grant is None:
+        if GRANT not in request:
             return await handler(request)
         op = operation_of(request)
-        if op is None or not op.routed:
-            return await handler(request)
-        inbound = request[BODY]
-        _check_allowed(grant, inbound, routes)
-        if not grant.scopes:
-            return await handler(request)
-        governance = request.app[GOVERNANCE]
-        tokens_in, output_limit = _estimate(inbound)
-        output = output_limit or governance.default_output_tokens
-        ask = Ask(
-            request_id=request[REQUEST_ID],
-            scopes=grant.scopes,
-            tokens=tokens_in + output_limit,
-            cost_nusd=_cost_estimate(inbound, routes, pricing, tokens_in, output),
-        )
-        try:
-            decision = await governance.counters.admit(ask)
-        except CountersUnavailable as exc:
-            log.warning("limits_unavailable", error=str(exc), fail_open=governance.fail_open)
-            if not governance.fail_open:
-                raise StateUnavailableError(
-                    "The rate-limit and budget counters cannot be reached; try again shortly.",
-                    headers={"Retry-After": "1"},
-                ) from None
-            return await handler(request)
-        headers = _headers(decision)
-        if headers:
-            request[RATE_HEADERS] = headers
-        if not decision.ok:
-            raise _refusal(decision)
+        if op is not None and op.routed:
+            inbound = request[BODY]
+            tokens_in, output_limit = _estimate(inbound)
+            names = [inbound.model, *inbound.fallbacks]
+            await _admit(request, names, routes, pricing, tokens_in, output_limit)
         try:
             return await handler(request)
         finally:
-            if not request.get(DEFER_SETTLEMENT, False):
-                _settle(request, ask, decision)
+            admitted = request.get(_ADMITTED)
+            if admitted is not None and not request.get(DEFER_SETTLEMENT, False):
+                _settle(request, *admitted)
 
     return govern
+
+
+async def admit(request: web.Request, model: str, *, tokens_in: int = 0) -> None:
+    """Hold a request whose model only its handler knows to its key's allow-lists and limits
+    (``model``: ``provider/model``, or ``provider/*`` for an endpoint without one); a refusal
+    raises. The ``govern`` middleware settles it."""
+    if GRANT in request and _ADMITTED not in request:
+        config = request.app[CONFIG]
+        routes = {name: [t.model for t in r.targets] for name, r in config.routes.items()}
+        await _admit(request, [model], routes, request.app[PRICING], tokens_in, 0)
+
+
+async def _admit(
+    request: web.Request,
+    names: list[str],
+    routes: dict[str, list[str]],
+    pricing: Pricing,
+    tokens_in: int,
+    output_limit: int,
+) -> None:
+    grant = request[GRANT]
+    _check_allowed(grant, names, routes)
+    if not grant.scopes:
+        return
+    governance = request.app[GOVERNANCE]
+    output = output_limit or governance.default_output_tokens
+    ask = Ask(
+        request_id=request[REQUEST_ID],
+        scopes=grant.scopes,
+        tokens=tokens_in + output_limit,
+        cost_nusd=_cost_estimate(names, routes, pricing, tokens_in, output),
+    )
+    try:
+        decision = await governance.counters.admit(ask)
+    except CountersUnavailable as exc:
+        log.warning("limits_unavailable", error=str(exc), fail_open=governance.fail_open)
+        if not governance.fail_open:
+            raise StateUnavailableError(
+                "The rate-limit and budget counters cannot be reached; try again shortly.",
+                headers={"Retry-After": "1"},
+            ) from None
+        return
+    headers = _headers(decision)
+    if headers:
+        request[RATE_HEADERS] = headers
+    if not decision.ok:
+        raise _refusal(decision)
+    request[_ADMITTED] = (ask, decision)
 
 
 def _settle(request: web.Request, ask: Ask, decision: Decision) -> None:
@@ -133,8 +163,8 @@ def _permitted(
     return bool(targets) and all(allowed(t, models, providers) for t in targets or ())
 
 
-def _check_allowed(grant: Grant, inbound: Inbound, routes: dict[str, list[str]]) -> None:
-    for name in (inbound.model, *inbound.fallbacks):
+def _check_allowed(grant: Grant, names: list[str], routes: dict[str, list[str]]) -> None:
+    for name in names:
         for models, providers, whose in grant.allow_lists:
             if not _permitted(name, models, providers, routes):
                 may = []
@@ -144,7 +174,7 @@ def _check_allowed(grant: Grant, inbound: Inbound, routes: dict[str, list[str]])
                     may.append(f"providers {', '.join(providers) or '(none)'}")
                 raise PermissionDeniedError(
                     f"This {whose} may not use `{name}`; it may use {' and '.join(may)}.",
-                    param="fallbacks" if name != inbound.model else "model",
+                    param="fallbacks" if name != names[0] else "model",
                     code="model_not_allowed",
                 )
 
@@ -166,7 +196,7 @@ def _estimate(inbound: Inbound) -> tuple[int, int]:
 
 
 def _cost_estimate(
-    inbound: Inbound,
+    names: list[str],
     routes: dict[str, list[str]],
     pricing: Pricing,
     tokens_in: int,
@@ -177,7 +207,7 @@ def _cost_estimate(
         prompt_tokens=tokens_in, completion_tokens=tokens_out, total_tokens=tokens_in + tokens_out
     )
     most = 0.0
-    for name in (inbound.model, *inbound.fallbacks):
+    for name in names:
         for target in routes.get(name) or [name]:
             provider, _, model = target.partition("/")
             cost = pricing.cost_usd(provider, model, usage)

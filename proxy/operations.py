@@ -7,7 +7,7 @@ routes without a list of paths. The decoded body travels to the provider as an :
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -62,7 +62,8 @@ class Operation(msgspec.Struct, frozen=True):
       may read the request too (a model named in the path). It raises ``GatewayError`` on bad
       input.
     - ``render_error``: a ``GatewayError`` as that API's error body (JSON bytes); the status and
-      headers stay the error's own.
+      headers stay the error's own, plus ``error_headers`` (Bedrock names its exception in a
+      header).
     """
 
     name: str  # the request type, as in logs and ``extra_fields.request_type``
@@ -72,6 +73,7 @@ class Operation(msgspec.Struct, frozen=True):
     content_fields: frozenset[str] = _CONTENT
     decode: Callable[[web.Request, bytes], Inbound] | None = None
     render_error: Callable[[GatewayError], bytes] | None = None
+    error_headers: Callable[[GatewayError], Mapping[str, str]] | None = None
 
     @property
     def not_params(self) -> frozenset[str]:

@@ -131,6 +131,8 @@ BEDROCK_CONVERSE = Operation(
     content_fields=frozenset({"messages", "system", "toolConfig"}),
     decode=decode_converse,
     render_error=error_body,
+    # Every error, those raised before this module's handler (auth, limits) included.
+    error_headers=lambda error: {_ERROR_TYPE: error_name(error)},
 )
 
 

@@ -1,6 +1,7 @@
 """``/openai/v1/...``: every endpoint of OpenAI's API (files, batches, images, moderations,
 fine-tuning, uploads, vector stores, and the ones the gateway models too), forwarded as it came
-to an OpenAI or Azure OpenAI provider, with the gateway's key check, load limits and logging.
+to an OpenAI or Azure OpenAI provider, with the gateway's key check, a virtual key's
+allow-lists, rate limits and budget, load limits and logging.
 
 Which provider: the one the ``x-thruway-provider`` header names; else the one named ``openai``;
 else the only OpenAI or Azure provider. The client's key stays with the gateway and the
@@ -14,6 +15,7 @@ for those.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncIterator
 from urllib.parse import unquote
 
@@ -22,6 +24,7 @@ import structlog
 from aiohttp import web
 
 from middlewares.fallback import ProviderUnavailableError
+from middlewares.govern import admit
 from providers._forward import PASSTHROUGH, ForwardRequest
 from providers.base import ByteStream, EventStream, JSONReply, Provider
 from providers.registry import PROVIDERS
@@ -130,6 +133,10 @@ async def forward(request: web.Request) -> web.StreamResponse:
     """One request forwarded to the chosen provider, its answer passed back as it comes."""
     provider = provider_for(request)
     forward_request, model, stream = await _request(request)
+    # A virtual key's allow-lists and limits; an endpoint without a model counts as the
+    # provider's (``openai/*``), which a key limited to some models may not use.
+    size = len(forward_request.body) if isinstance(forward_request.body, bytes) else 0
+    await admit(request, f"{provider.name}/{model or '*'}", tokens_in=math.ceil(size / 3))
     outcome = request[OUTCOME]
     outcome.provider, outcome.model = provider.name, model
     outcome.model_requested = f"{provider.name}/{model}" if model else ""
