@@ -17,7 +17,7 @@ from proxy.errors import GatewayError
 from proxy.keys import BODY, DRAINING, OUTCOME, PRINCIPAL, REQUEST_ID, Outcome
 from proxy.logging import CanonicalLine, RequestLine
 from proxy.metrics import Metrics
-from proxy.operations import ADMIN, Operation, operation_of
+from proxy.operations import Operation, operation_of
 from proxy.store import UsageRecord
 from proxy.usage import STREAM_CAPTURE, USAGE_WRITER, stream_text, usage_content
 
@@ -67,7 +67,7 @@ def request_context_middleware(
         op = operation_of(request)
         if metrics is not None and op is not None:
             metrics.started()
-        writer = request.app.get(USAGE_WRITER) if op is not None and op is not ADMIN else None
+        writer = request.app.get(USAGE_WRITER) if op is not None and not op.admin else None
         if writer is not None and writer.log_content:
             request[STREAM_CAPTURE] = []
         # aiohttp runs each request in a copy of the context, so nothing leaks between requests.

@@ -76,6 +76,11 @@ class Operation(msgspec.Struct, frozen=True):
     error_headers: Callable[[GatewayError], Mapping[str, str]] | None = None
 
     @property
+    def admin(self) -> bool:
+        """The gateway's own admin API (no usage records)."""
+        return self.name in _ADMIN_NAMES
+
+    @property
     def not_params(self) -> frozenset[str]:
         """Fields never shown as ``model_params``: content, and what the gateway reads itself."""
         return self.content_fields | _GATEWAY_READS
@@ -98,6 +103,8 @@ ADMIN = Operation("admin", "none", routed=False)
 # Virtual keys and teams: the master key only, and only when one is configured; the handlers
 # read their own bodies.
 KEY_ADMIN = Operation("key_admin", "none", routed=False)
+
+_ADMIN_NAMES = frozenset({ADMIN.name, KEY_ADMIN.name})
 
 OPERATIONS = (
     CHAT,

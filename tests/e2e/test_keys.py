@@ -435,7 +435,7 @@ async def test_spend_survives_a_restart_and_is_in_the_records(
     make_gateway: MakeGateway, priced_fake: FakeOpenAI, tmp_path: Path
 ) -> None:
     """A restarted gateway starts a budget from the usage records, so what was spent before
-    still counts; each request's record names its key and team."""
+    still counts; each request's record names its key and team; admin calls leave none."""
     store_url = f"sqlite:///{tmp_path / 'thruway.db'}"
     first = await _gateway(make_gateway, priced_fake, store_url=store_url, **PRICED)
     team = await create_team(first)
@@ -459,6 +459,8 @@ async def test_spend_survives_a_restart_and_is_in_the_records(
     assert len(logs["data"]) == 6
     assert {(r["key_id"], r["team_id"]) for r in logs["data"]} == {(made["id"], team["id"])}
     assert sum(r["cost_usd"] or 0 for r in logs["data"]) == pytest.approx(0.05)
+    everything = await (await third.client.get("/api/logs?limit=1000", headers=ADMIN)).json()
+    assert not [r for r in everything["data"] if r["route"].startswith("/api/")]
 
 
 async def test_a_background_response_holds_its_reservation_until_it_ends(
