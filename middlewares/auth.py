@@ -22,8 +22,8 @@ from proxy.operations import ADMIN, KEY_ADMIN, operation_of
 __all__ = ["auth_middleware", "owner_of_key", "presented_key"]
 
 _MISSING = (
-    "Missing API key: send the gateway key as `Authorization: Bearer <key>` "
-    "or as the `x-api-key` header."
+    "Missing API key: send the gateway key as `Authorization: Bearer <key>`, "
+    "or as the `x-api-key` or `x-goog-api-key` header."
 )
 
 
