@@ -76,6 +76,24 @@ async def _reachable_postgres() -> str | None:
     return None
 
 
+REDIS_URL = os.environ.get("THRUWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    """The Redis the tests share (keys they make are random, so tests do not collide)."""
+    import redis.asyncio as redis
+
+    client = redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except (OSError, redis.RedisError):
+        pytest.skip(f"no Redis server answered at {REDIS_URL} (set THRUWAY_TEST_REDIS_URL)")
+    finally:
+        await client.aclose()
+    return REDIS_URL
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A gateway store URL on each backend: a SQLite file, or a PostgreSQL schema of its own

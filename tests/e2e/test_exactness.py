@@ -18,7 +18,6 @@ from tests.fakes.openai import Behavior, FakeOpenAI
 
 MASTER = "sk-master-exactness"
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
-REDIS = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
@@ -29,12 +28,12 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 @contextlib.asynccontextmanager
 async def three_gateways(
-    tmp_path: Path, fake: FakeOpenAI, store_url: str
+    tmp_path: Path, fake: FakeOpenAI, store_url: str, redis_url: str
 ) -> AsyncIterator[list[Process]]:
     document = {
         "providers": {"openai": {"base_url": fake.base_url, "keys": [{"value": fake.api_key}]}},
         "store": {"url": store_url},
-        "state": {"url": REDIS},
+        "state": {"url": redis_url},
         "auth": {"master_key": MASTER},
         "logging": {"level": "warning"},
         # $1 per thousand output tokens, input free: a request capped at 10 output tokens is
@@ -72,12 +71,12 @@ async def _burst(
 
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 async def test_rate_limit_is_exact_across_instances(
-    tmp_path: Path, fake: FakeOpenAI, store_url: str
+    tmp_path: Path, fake: FakeOpenAI, store_url: str, redis_url: str
 ) -> None:
     """600 concurrent requests over three instances on a key with `rpm: 100`: exactly 100 are
     served and the other 500 are refused with 429."""
     async with (
-        three_gateways(tmp_path, fake, store_url) as gateways,
+        three_gateways(tmp_path, fake, store_url, redis_url) as gateways,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
     ):
         key = await _key(session, gateways[0], rate_limit={"rpm": 100})
@@ -90,13 +89,13 @@ async def test_rate_limit_is_exact_across_instances(
 
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 async def test_budget_is_not_overrun_across_instances(
-    tmp_path: Path, fake: FakeOpenAI, store_url: str
+    tmp_path: Path, fake: FakeOpenAI, store_url: str, redis_url: str
 ) -> None:
     """200 concurrent requests over three instances on a key whose budget covers 50: at most 50
     are served, the others get 402, and the spend never passes the budget."""
     fake.enqueue(*[Behavior(usage=(12, 10), delay_s=0.05) for _ in range(200)])
     async with (
-        three_gateways(tmp_path, fake, store_url) as gateways,
+        three_gateways(tmp_path, fake, store_url, redis_url) as gateways,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
     ):
         made_key = await _key(session, gateways[0], budget={"max_usd": 0.5, "period": "total"})

@@ -23,7 +23,7 @@ USER = [{"role": "user", "content": "Hi"}]
 @pytest.fixture(params=["memory", "redis"])
 def state_url(request: pytest.FixtureRequest) -> str:
     """Counters in this process, or in the Redis on 127.0.0.1."""
-    return "" if request.param == "memory" else "redis://127.0.0.1:6379/0"
+    return "" if request.param == "memory" else str(request.getfixturevalue("redis_url"))
 
 
 async def _gateway(
@@ -387,7 +387,7 @@ async def test_concurrent_requests_cannot_overrun_a_budget(
 
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 async def test_a_change_reaches_every_instance_at_once(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, store_url: str
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, store_url: str, redis_url: str
 ) -> None:
     """Two instances sharing PostgreSQL and Redis: a key deleted or disabled through one is
     refused by the other at once, though the other had it cached."""
@@ -395,7 +395,7 @@ async def test_a_change_reaches_every_instance_at_once(
         "providers": {"openai": provider_for(fake_openai)},
         "auth": {"master_key": MASTER, "key_cache_ttl_s": 300},
         "store": {"url": store_url},
-        "state": {"url": "redis://127.0.0.1:6379/0"},
+        "state": {"url": redis_url},
     }
     first, second = await make_gateway(document), await make_gateway(document)
     made = await create_key(first)

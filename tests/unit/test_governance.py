@@ -141,7 +141,9 @@ async def test_all_scopes_or_none() -> None:
 
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])
-async def test_spend_is_seeded_from_the_records(backend: str) -> None:
+async def test_spend_is_seeded_from_the_records(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
     """A period's spend starts from what the usage records say was spent (a restart, or a
     Redis that lost its data), read once."""
     seeded: list[int] = []
