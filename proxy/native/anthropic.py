@@ -18,7 +18,7 @@ connection alive.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TypeVar
 
 import msgspec
@@ -37,7 +37,7 @@ from providers.anthropic.inbound import (
 from providers.anthropic.native import NATIVE_COUNT, NATIVE_MESSAGES
 from providers.anthropic.outbound import PING, MessageEvents, error_body, error_event
 from providers.anthropic.outbound import message_body as render_message
-from providers.base import Call, CountsTokens, EventStream, JSONReply, Provider, Reply
+from providers.base import CountsTokens, EventStream, JSONReply, Provider, Reply
 from providers.registry import PROVIDERS
 from proxy.config import GatewayConfig
 from proxy.errors import (
@@ -46,8 +46,9 @@ from proxy.errors import (
     UnsupportedCapabilityError,
     UpstreamError,
 )
-from proxy.keys import ATTEMPT, BODY, CONFIG, LIMITS, OUTCOME, REQUEST_ID, TARGET
+from proxy.keys import BODY, CONFIG, LIMITS, OUTCOME, REQUEST_ID, TARGET
 from proxy.metrics import METRICS
+from proxy.native.served import call_for, gateway_headers, keyed
 from proxy.operations import CHAT, RESPONSES, Inbound, Operation
 from proxy.schemas.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
 from proxy.sse import KeepAlive, open_event_stream
@@ -160,28 +161,6 @@ ANTHROPIC_OTHER = Operation("anthropic_unknown", "none", routed=False, render_er
 # --- calls ----------------------------------------------------------------------------------
 
 
-def _call(request: web.Request, inbound: Inbound) -> Call:
-    attempt = request.get(ATTEMPT)
-    return Call(
-        inbound=inbound,
-        target=request[TARGET],
-        request_id=request[REQUEST_ID],
-        client_headers=request.headers,
-        avoid_key=attempt.avoid_key if attempt is not None else None,
-        timeout_s=attempt.timeout_s if attempt is not None else None,
-    )
-
-
-async def _with_key(request: web.Request, call: Call, send: Callable[[Call], Awaitable[_T]]) -> _T:
-    """``send(call)``, telling the fallback middleware which key it used."""
-    try:
-        return await send(call)
-    finally:
-        attempt = request.get(ATTEMPT)
-        if attempt is not None:
-            attempt.key = call.key
-
-
 def _chat_inbound(request: web.Request, provider: Provider) -> Inbound:
     """The request as the unified chat request, for a provider of another family."""
     inbound = request[BODY]
@@ -210,17 +189,7 @@ def _chat_inbound(request: web.Request, provider: Provider) -> Inbound:
 def _headers(request: web.Request, upstream: Mapping[str, str]) -> dict[str, str]:
     """The upstream's headers worth passing on, and the gateway's: ``request-id`` (which the
     SDKs read) is the gateway's, Anthropic's own kept as ``x-thruway-upstream-request-id``."""
-    target = request[TARGET]
-    outcome = request[OUTCOME]
-    own = {
-        "request-id": request[REQUEST_ID],
-        "x-request-id": request[REQUEST_ID],
-        "x-thruway-provider": target.provider,
-        "x-thruway-model": target.model,
-        "x-thruway-latency-ms": f"{outcome.elapsed_ms():.3f}",
-        "x-thruway-attempts": str(outcome.attempts),
-        "x-thruway-fallback-index": str(target.index),
-    }
+    own = {"request-id": request[REQUEST_ID], **gateway_headers(request, request[TARGET])}
     out: dict[str, str] = {}
     for name, value in upstream.items():
         lower = name.lower()
@@ -247,7 +216,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     native = NATIVE_MESSAGES in provider.operations
     inbound = request[BODY] if native else _chat_inbound(request, provider)
     async with request.app[LIMITS].slot(target.provider):
-        reply: Reply = await _with_key(request, _call(request, inbound), provider.send)
+        reply: Reply = await keyed(request, call_for(request, inbound), provider.send)
         if isinstance(reply, JSONReply):
             return _json(request, reply, native)
         if not isinstance(reply, EventStream):
@@ -373,14 +342,14 @@ async def count_tokens(request: web.Request) -> web.Response:
     provider = request.app[PROVIDERS][target.provider]
     counted: int | None = None
     if NATIVE_COUNT in provider.operations and isinstance(provider, CountsTokens):
-        call = _call(request, request[BODY])
-        counted = await _with_key(request, call, provider.count_tokens)
+        call = call_for(request, request[BODY])
+        counted = await keyed(request, call, provider.count_tokens)
     else:
         inbound = _chat_inbound(request, provider)
         # OpenAI and Azure count Responses requests, not chat ones: for them, the estimate.
         if isinstance(provider, CountsTokens) and RESPONSES.name not in provider.operations:
             try:
-                counted = await _with_key(request, _call(request, inbound), provider.count_tokens)
+                counted = await keyed(request, call_for(request, inbound), provider.count_tokens)
             except UnsupportedCapabilityError:
                 counted = None  # no counting endpoint for this request
         if counted is None:

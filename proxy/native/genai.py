@@ -21,7 +21,7 @@ from msgspec import UNSET
 
 from middlewares.decode import decode_body
 from providers._counting import estimate_input_tokens
-from providers.base import Call, CountsTokens, EventStream, JSONReply, Provider, Reply
+from providers.base import CountsTokens, EventStream, JSONReply, Provider
 from providers.gemini.answer import (
     ChunkReader,
     embed_answer,
@@ -47,8 +47,9 @@ from proxy.errors import (
     UnsupportedCapabilityError,
     UpstreamError,
 )
-from proxy.keys import ATTEMPT, BODY, CONFIG, LIMITS, OUTCOME, REQUEST_ID, TARGET, Outcome
+from proxy.keys import BODY, CONFIG, LIMITS, OUTCOME, REQUEST_ID, TARGET, Outcome
 from proxy.metrics import METRICS
+from proxy.native.served import call_for, gateway_headers, send
 from proxy.operations import CHAT, EMBEDDING, RESPONSES, Inbound, Operation
 from proxy.schemas.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
 from proxy.schemas.embeddings import EmbeddingList, EmbeddingRequest
@@ -169,28 +170,6 @@ def _native(request: web.Request) -> NativeBody:
     return native
 
 
-def _call(request: web.Request, inbound: Inbound) -> Call:
-    attempt = request.get(ATTEMPT)
-    return Call(
-        inbound=inbound,
-        target=request[TARGET],
-        request_id=request[REQUEST_ID],
-        client_headers=request.headers,
-        avoid_key=attempt.avoid_key if attempt is not None else None,
-        timeout_s=attempt.timeout_s if attempt is not None else None,
-    )
-
-
-async def _send(request: web.Request, provider: Provider, call: Call) -> Reply:
-    """``provider.send``, telling the fallback middleware which key it used."""
-    try:
-        return await provider.send(call)
-    finally:
-        attempt = request.get(ATTEMPT)
-        if attempt is not None:
-            attempt.key = call.key
-
-
 def _translated(request: web.Request, provider: Provider, op: Operation, typed: object) -> Inbound:
     """The unified request ``typed`` for ``provider``, which does not speak Gemini's API."""
     if op.name not in provider.operations:
@@ -221,18 +200,6 @@ def _chat(request: web.Request, provider: Provider, *, count: bool = False) -> C
     return to_chat(req, model=inbound.model, provider=provider.name, stream=inbound.stream)
 
 
-def _headers(request: web.Request, outcome: Outcome) -> dict[str, str]:
-    target = request[TARGET]
-    return {
-        "x-request-id": request[REQUEST_ID],
-        "x-thruway-provider": target.provider,
-        "x-thruway-model": target.model,
-        "x-thruway-latency-ms": f"{outcome.elapsed_ms():.3f}",
-        "x-thruway-attempts": str(outcome.attempts),
-        "x-thruway-fallback-index": str(target.index),
-    }
-
-
 def _json(body: bytes, headers: dict[str, str]) -> web.Response:
     return web.Response(body=body, headers={**headers, "Content-Type": "application/json"})
 
@@ -254,12 +221,12 @@ async def generate(request: web.Request) -> web.StreamResponse:
     provider = request.app[PROVIDERS][target.provider]
     inbound = request[BODY]
     native = NATIVE_GENERATE in provider.operations
-    call = _call(
+    call = call_for(
         request,
         inbound if native else _translated(request, provider, CHAT, _chat(request, provider)),
     )
     async with request.app[LIMITS].slot(target.provider):
-        reply = await _send(request, provider, call)
+        reply = await send(request, provider, call)
         if isinstance(reply, EventStream):
             events = (
                 aiter(reply)
@@ -277,7 +244,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
         except (msgspec.DecodeError, msgspec.ValidationError):
             raise _bad_reply(provider, "answer") from None
         body = _encode(from_completion(completion, model=target.model))
-    return _json(body, {**reply.headers, **_headers(request, outcome)})
+    return _json(body, {**reply.headers, **gateway_headers(request, request[TARGET])})
 
 
 async def _translate_events(
@@ -360,7 +327,9 @@ async def _write_events(
         raise
     outcome.ttfb_ms = outcome.elapsed_ms()
     try:
-        response = await framing.prepare(request, {**stream.headers, **_headers(request, outcome)})
+        response = await framing.prepare(
+            request, {**stream.headers, **gateway_headers(request, request[TARGET])}
+        )
     except BaseException:
         await _close(events, stream)
         outcome.usage = stream.usage
@@ -403,11 +372,10 @@ class _Count(msgspec.Struct, rename="camel"):
 
 async def count_tokens(request: web.Request) -> web.Response:
     target = request[TARGET]
-    outcome = request[OUTCOME]
     provider = request.app[PROVIDERS][target.provider]
-    headers = _headers(request, outcome)
+    headers = gateway_headers(request, target)
     if NATIVE_COUNT in provider.operations:
-        reply = await _send(request, provider, _call(request, request[BODY]))
+        reply = await send(request, provider, call_for(request, request[BODY]))
         if not isinstance(reply, JSONReply):
             raise _bad_reply(provider, "token count")
         headers["x-thruway-token-count"] = "provider"
@@ -419,7 +387,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     if isinstance(provider, CountsTokens) and RESPONSES.name not in provider.operations:
         chat.stream = UNSET
         chat.stream_options = UNSET
-        call = _call(request, _translated(request, provider, CHAT, chat))
+        call = call_for(request, _translated(request, provider, CHAT, chat))
         with contextlib.suppress(UnsupportedCapabilityError):
             counted = await provider.count_tokens(call)
     headers["x-thruway-token-count"] = "provider" if counted is not None else "estimated"
@@ -458,12 +426,12 @@ async def embed(request: web.Request) -> web.Response:
     provider = request.app[PROVIDERS][target.provider]
     native = NATIVE_EMBED in provider.operations
     if native:
-        call = _call(request, request[BODY])
+        call = call_for(request, request[BODY])
     else:
         req, single = _embedding_request(request)
-        call = _call(request, _translated(request, provider, EMBEDDING, req))
+        call = call_for(request, _translated(request, provider, EMBEDDING, req))
     async with request.app[LIMITS].slot(target.provider):
-        reply = await _send(request, provider, call)
+        reply = await send(request, provider, call)
     if not isinstance(reply, JSONReply):
         raise _bad_reply(provider, "embeddings")
     outcome.usage = reply.usage
@@ -477,4 +445,4 @@ async def embed(request: web.Request) -> web.Response:
         if not all(isinstance(v, list) for v in vectors) or len(vectors) != len(req.input):
             raise _bad_reply(provider, "embeddings")
         body = embed_answer(vectors, reply.usage, single=single)  # type: ignore[arg-type]
-    return _json(body, {**reply.headers, **_headers(request, outcome)})
+    return _json(body, {**reply.headers, **gateway_headers(request, request[TARGET])})

@@ -1,7 +1,10 @@
-"""What the drop-in routes of the bedrock and openai families share: the gateway's headers on a
-reply, and a call to a provider with the fallback middleware's set-up of the attempt."""
+"""What the drop-in routes share: the gateway's headers on a reply, and a call to a provider with
+the fallback middleware's set-up of the attempt."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -9,7 +12,9 @@ from providers.base import Call, Provider, Reply
 from proxy.keys import ATTEMPT, OUTCOME, REQUEST_ID, TARGET
 from proxy.operations import Inbound, Target
 
-__all__ = ["call_for", "gateway_headers", "send"]
+__all__ = ["call_for", "gateway_headers", "keyed", "send"]
+
+_T = TypeVar("_T")
 
 
 def gateway_headers(request: web.Request, target: Target) -> dict[str, str]:
@@ -40,9 +45,15 @@ def call_for(request: web.Request, inbound: Inbound, target: Target | None = Non
 
 async def send(request: web.Request, provider: Provider, call: Call) -> Reply:
     """``provider.send``, telling the fallback middleware which key it used."""
+    return await keyed(request, call, provider.send)
+
+
+async def keyed(request: web.Request, call: Call, fn: Callable[[Call], Awaitable[_T]]) -> _T:
+    """``fn(call)`` (a send, a token count), telling the fallback middleware which key the
+    provider used."""
     attempt = request.get(ATTEMPT)
     try:
-        return await provider.send(call)
+        return await fn(call)
     finally:
         if attempt is not None:
             attempt.key = call.key
