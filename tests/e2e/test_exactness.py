@@ -69,6 +69,22 @@ async def _burst(
     return await asyncio.gather(*(one(i) for i in range(n)))
 
 
+async def _recorded_spend(
+    session: aiohttp.ClientSession, gw: Process, key_id: str, requests: int
+) -> float:
+    """The key's spend by its usage records, once all ``requests`` have one (each instance's
+    writer flushes every second)."""
+    for _ in range(100):
+        async with session.get(
+            gw.url + f"/api/usage?group_by=key&key_id={key_id}", headers=ADMIN
+        ) as r:
+            rows = (await r.json())["data"]
+        if rows and rows[0]["requests"] == requests:
+            return float(rows[0]["cost_usd"])
+        await asyncio.sleep(0.1)
+    pytest.fail(f"the usage records of {key_id} did not all arrive: {rows}")
+
+
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 async def test_rate_limit_is_exact_across_instances(
     tmp_path: Path, fake: FakeOpenAI, store_url: str, redis_url: str
@@ -92,7 +108,8 @@ async def test_budget_is_not_overrun_across_instances(
     tmp_path: Path, fake: FakeOpenAI, store_url: str, redis_url: str
 ) -> None:
     """200 concurrent requests over three instances on a key whose budget covers 50: at most 50
-    are served, the others get 402, and the spend never passes the budget."""
+    are served, the others get 402, and the spend (the counters', and the usage records') never
+    passes the budget."""
     fake.enqueue(*[Behavior(usage=(12, 10), delay_s=0.05) for _ in range(200)])
     async with (
         three_gateways(tmp_path, fake, store_url, redis_url) as gateways,
@@ -115,6 +132,9 @@ async def test_budget_is_not_overrun_across_instances(
             key_id = (await r.json())["data"][0]["id"]
         async with session.get(gateways[2].url + f"/api/keys/{key_id}", headers=ADMIN) as r:
             spend = (await r.json())["spend"]
+        recorded = await _recorded_spend(session, gateways[0], key_id, 200)
     assert spend["spent_usd"] == pytest.approx(billed)
     assert spend["spent_usd"] <= 0.5 + 1e-9
+    # The usage records (written by all three instances) say the same.
+    assert recorded == pytest.approx(billed)
     assert spend["reserved_usd"] == 0
