@@ -84,7 +84,7 @@ async def _stored_bytes(store_url: str, tmp_path: Path) -> bytes:
 
 
 async def test_key_lifecycle(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, store_url: str, tmp_path: Path
+    store_url: str, make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     """A key is made (its secret shown once), listed, read, changed, rotated and deleted; only
     its hash is stored, and its secret is never logged."""
@@ -387,7 +387,7 @@ async def test_concurrent_requests_cannot_overrun_a_budget(
 
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 async def test_a_change_reaches_every_instance_at_once(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, store_url: str, redis_url: str
+    store_url: str, redis_url: str, make_gateway: MakeGateway, fake_openai: FakeOpenAI
 ) -> None:
     """Two instances sharing PostgreSQL and Redis: a key deleted or disabled through one is
     refused by the other at once, though the other had it cached."""
