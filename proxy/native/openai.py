@@ -21,15 +21,15 @@ from urllib.parse import unquote
 
 import msgspec
 import structlog
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from middlewares.fallback import ProviderUnavailableError
 from middlewares.govern import admit
 from providers._forward import PASSTHROUGH, ForwardRequest
 from providers.base import ByteStream, EventStream, JSONReply, Provider
 from providers.registry import PROVIDERS
-from proxy.errors import GatewayError, InvalidRequestError, NotFoundError
-from proxy.keys import DIRECTORY, LIMITS, OUTCOME
+from proxy.errors import GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError
+from proxy.keys import CONFIG, DIRECTORY, LIMITS, OUTCOME
 from proxy.metrics import METRICS
 from proxy.native.served import call_for, gateway_headers, send
 from proxy.operations import Inbound, Operation, Target
@@ -115,10 +115,14 @@ async def _request(request: web.Request) -> tuple[ForwardRequest, str, bool]:
                 got = _model_only(data)
                 model, stream = got.model or "", got.stream is True
         else:
-            # Streamed as it arrives; its length (when the client said it) spares chunking.
-            body = request.content
+            # Streamed as it arrives, within the body-size limit; its length (when the client
+            # said it) spares chunking.
+            limit = request.app[CONFIG].server.max_body_bytes
             if request.content_length is not None:
+                if request.content_length > limit:
+                    raise _too_large(limit)
                 headers["Content-Length"] = str(request.content_length)
+            body = _Within(request.content, limit)
     forward_request = ForwardRequest(
         method=request.method,
         path=_tail(request),
@@ -127,6 +131,31 @@ async def _request(request: web.Request) -> tuple[ForwardRequest, str, bool]:
         body=body,
     )
     return forward_request, model, stream
+
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"The request body is larger than the limit of {limit} bytes (server.max_body_bytes)."
+    )
+
+
+class _Within:
+    """The client's body as it arrives; past ``limit`` bytes the upload is cut. aiohttp reports
+    the cut as a failed upstream request, which :func:`forward` turns into the 413."""
+
+    def __init__(self, content: StreamReader, limit: int) -> None:
+        self.content = content
+        self.limit = limit
+        self.exceeded = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in self.content.iter_any():
+            seen += len(chunk)
+            if seen > self.limit:
+                self.exceeded = True
+                raise _too_large(self.limit)
+            yield chunk
 
 
 async def forward(request: web.Request) -> web.StreamResponse:
@@ -151,7 +180,13 @@ async def forward(request: web.Request) -> web.StreamResponse:
         stream=stream,
     )
     async with request.app[LIMITS].slot(provider.name):
-        reply = await send(request, provider, call_for(request, inbound, target))
+        try:
+            reply = await send(request, provider, call_for(request, inbound, target))
+        except GatewayError:
+            body = forward_request.body
+            if isinstance(body, _Within) and body.exceeded:
+                raise _too_large(body.limit) from None
+            raise
         headers = gateway_headers(request, target)
         if isinstance(reply, JSONReply):
             outcome.usage = reply.usage

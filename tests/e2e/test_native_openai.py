@@ -240,3 +240,34 @@ async def test_path_escape_refused(gateway: Gateway, platform: FakeOpenAIPlatfor
     resp = await gateway.client.session.get(url, headers={"Authorization": f"Bearer {MASTER}"})
     assert resp.status == 404
     assert platform.requests == []
+
+
+async def test_uploads_are_held_to_the_body_limit(
+    make_gateway: MakeGateway, platform: FakeOpenAIPlatform
+) -> None:
+    """An upload over `server.max_body_bytes` is a 413, whether it says its length or is sent
+    in chunks; one within the limit goes through."""
+    gateway = await make_gateway(
+        {
+            "auth": {"master_key": MASTER},
+            "server": {"max_body_bytes": 4096},
+            "providers": {"openai": provider_for(platform)},
+        }
+    )
+    with pytest.raises(openai.APIStatusError) as said:
+        await sdk(gateway).files.create(file=("big.jsonl", b"x" * 10_000), purpose="batch")
+    assert said.value.status_code == 413
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"x" * 1000
+
+    chunked = await gateway.client.post(
+        "/openai/v1/files",
+        data=chunks(),
+        headers={"Authorization": f"Bearer {MASTER}", "Content-Type": "multipart/form-data"},
+    )
+    assert chunked.status == 413
+    assert (await chunked.json())["error"]["type"] == "invalid_request_error"
+    small = await sdk(gateway).files.create(file=("small.jsonl", b"x" * 100), purpose="batch")
+    assert small.bytes == 100
