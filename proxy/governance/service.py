@@ -18,7 +18,12 @@ import msgspec
 import structlog
 
 from proxy.config import GatewayConfig
-from proxy.errors import ConflictError, InvalidRequestError, NotFoundError
+from proxy.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    StateUnavailableError,
+)
 from proxy.governance.counters import (
     Counters,
     CountersUnavailable,
@@ -83,6 +88,7 @@ class Governance:
         self._listener: asyncio.Task[None] | None = None
         self._redis: Any = None
         self._settling: set[asyncio.Task[None]] = set()
+        self._store_failing = False
 
     async def _spent_since(self, scope: Scope, start: int) -> int:
         """What the usage records say a key or team spent since ``start`` (nano-dollars): a
@@ -168,11 +174,34 @@ class Governance:
         exists, until = self._has_keys
         now = time.monotonic()
         if until <= now:
-            exists = await self._store.has_keys()
+            try:
+                exists = await self._store.has_keys()
+            except Exception as exc:  # the store's own errors differ by backend
+                if until == 0.0:
+                    raise self._unreachable(exc) from None
+                self._unreachable(exc)
+                return exists  # what was known before the store went away
+            self._recovered()
             # Trusted for the cache time, and at least a second: an open gateway's requests do
             # not each ask the store.
             self._has_keys = (exists, now + max(self._ttl, 1.0))
         return exists
+
+    def _unreachable(self, exc: Exception) -> StateUnavailableError:
+        """The error for a key that cannot be checked; the outage is logged once."""
+        if not self._store_failing:
+            self._store_failing = True
+            log.error("key_store_unreachable", error_type=type(exc).__name__, error=str(exc))
+        return StateUnavailableError(
+            "API keys cannot be checked right now (the gateway's store is unreachable); "
+            "try again shortly.",
+            headers={"Retry-After": "1"},
+        )
+
+    def _recovered(self) -> None:
+        if self._store_failing:
+            self._store_failing = False
+            log.warning("key_store_reachable")
 
     async def grant(self, secret: str) -> Grant | None:
         """The grant of a presented key (disabled and expired ones too), or None when it is no
@@ -183,7 +212,15 @@ class Governance:
         if cached is not None and cached[1] > now:
             got = cached[0]
         else:
-            got = await self._load(digest)
+            try:
+                got = await self._load(digest)
+            except Exception as exc:  # the store's own errors differ by backend
+                if cached is None:
+                    raise self._unreachable(exc) from None
+                # While the store is away, what was last read of a key stands.
+                self._unreachable(exc)
+                return cached[0]
+            self._recovered()
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[digest] = (got, now + (self._ttl if got is not None else _MISS_TTL_S))

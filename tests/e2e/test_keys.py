@@ -496,3 +496,35 @@ async def test_a_background_response_holds_its_reservation_until_it_ends(
             break
         await asyncio.sleep(0.05)
     assert [r["cost_usd"] for r in runs] == [pytest.approx(0.01)]
+
+
+async def test_known_keys_ride_out_a_store_outage(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """With the store unreachable, a key read before keeps working (what was read stands); a
+    key never seen is a 503 `state_unavailable`, not a 401 or a 500; both recover with it."""
+    import sqlite3
+
+    path = tmp_path / "thruway.db"
+    gateway = await _gateway(make_gateway, fake_openai, store_url=f"sqlite:///{path}")
+    known = (await create_key(gateway))["key"]
+    other = (await create_key(gateway))["key"]
+    assert (await _chat(gateway, known)).status == 200
+
+    def rename(old: str, new: str) -> None:
+        with sqlite3.connect(path) as db:
+            db.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+    rename("virtual_keys", "virtual_keys_away")
+    with capture_logs() as logs:
+        assert (await _chat(gateway, known)).status == 200
+        unseen = await _chat(gateway, other)
+        assert unseen.status == 503
+        assert (await unseen.json())["error"]["code"] == "state_unavailable"
+        assert (await _chat(gateway, other)).status == 503
+    assert [e["event"] for e in logs if e["event"].startswith("key_store")] == [
+        "key_store_unreachable"
+    ]
+    rename("virtual_keys_away", "virtual_keys")
+    assert (await _chat(gateway, other)).status == 200
+    assert (await _chat(gateway, "sk-thr-nobody")).status == 401
