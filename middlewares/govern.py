@@ -130,7 +130,10 @@ async def _admit(
 
 
 def _settle(request: web.Request, ask: Ask, decision: Decision) -> None:
-    """The estimates become what was billed (the usage middleware has priced it by now)."""
+    """The estimates become what was billed (the usage middleware has priced it by now). A
+    request counted only against `rpm` limits has nothing to settle: no second round trip."""
+    if not any(_estimated(scope) for scope in ask.scopes):
+        return
     outcome = request[OUTCOME]
     billed = outcome.usage.total_tokens if outcome.usage is not None else 0
     cost = outcome.log_fields.get("cost_usd", 0.0)
@@ -143,6 +146,12 @@ def _settle(request: web.Request, ask: Ask, decision: Decision) -> None:
             cost_nusd=nusd(float(cost)),
         )
     )
+
+
+def _estimated(scope: Scope) -> bool:
+    """Whether the scope counted an estimate (tokens, a budget reservation) to settle."""
+    limit = scope.rate_limit
+    return scope.budget is not None or (limit is not None and limit.tpm is not None)
 
 
 async def add_rate_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:

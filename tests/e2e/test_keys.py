@@ -528,3 +528,35 @@ async def test_known_keys_ride_out_a_store_outage(
     rename("virtual_keys_away", "virtual_keys")
     assert (await _chat(gateway, other)).status == 200
     assert (await _chat(gateway, "sk-thr-nobody")).status == 401
+
+
+async def test_a_requests_only_limit_costs_one_round_trip(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, redis_url: str
+) -> None:
+    """A key limited in requests per minute only is admitted in one Redis script call per
+    request and has nothing to settle; a token limit adds the settlement."""
+    import redis.asyncio as redis
+
+    client = redis.from_url(redis_url)
+
+    async def scripts_run() -> int:
+        stats = await client.info("commandstats")
+        return sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+    try:
+        gateway = await _gateway(make_gateway, fake_openai, state_url=redis_url)
+        rpm_only = (await create_key(gateway, rate_limit={"rpm": 50}))["key"]
+        with_tpm = (await create_key(gateway, rate_limit={"rpm": 50, "tpm": 10_000}))["key"]
+        await _chat(gateway, rpm_only)  # loads the scripts
+        before = await scripts_run()
+        for _ in range(3):
+            assert (await _chat(gateway, rpm_only)).status == 200
+        await asyncio.sleep(0.05)
+        assert await scripts_run() - before == 3
+        before = await scripts_run()
+        for _ in range(3):
+            assert (await _chat(gateway, with_tpm)).status == 200
+        await asyncio.sleep(0.05)
+        assert await scripts_run() - before == 6
+    finally:
+        await client.aclose()
