@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from tests.conftest import Gateway, MakeGateway, provider_for
@@ -270,7 +271,8 @@ async def test_requests_per_minute(
     make_gateway: MakeGateway, fake_openai: FakeOpenAI, state_url: str
 ) -> None:
     """A key with `rpm: 3` gets three requests a minute, with `x-ratelimit-*` headers on each,
-    then a 429 with `Retry-After`; its team's limit counts the requests of all its keys."""
+    then a 429 with `Retry-After`, counted as a rejection in `/metrics`; its team's limit
+    counts the requests of all its keys."""
     gateway = await _gateway(make_gateway, fake_openai, state_url=state_url)
     key = (await create_key(gateway, rate_limit={"rpm": 3}))["key"]
     remaining = []
@@ -286,6 +288,15 @@ async def test_requests_per_minute(
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
     assert refused.headers["x-ratelimit-reset-requests"].endswith("s")
+    scraped = await (await gateway.client.get("/metrics")).text()
+    rejected = {
+        s.labels["reason"]: s.value
+        for family in text_string_to_metric_families(scraped)
+        if family.name == "thruway_rejections"
+        for s in family.samples
+        if s.name == "thruway_rejections_total"
+    }
+    assert rejected.get("rate_limit_exceeded") == 1
 
     team = await create_team(gateway, rate_limit={"rpm": 2})
     keys = [(await create_key(gateway, team=team["id"]))["key"] for _ in range(2)]
@@ -355,6 +366,8 @@ async def test_budget_refuses_with_402(
     got = await (await gateway.client.get(f"/api/keys/{made['id']}", headers=ADMIN)).json()
     assert got["spend"]["spent_usd"] == pytest.approx(0.05)
     assert got["spend"]["reserved_usd"] == 0
+    scraped = await (await gateway.client.get("/metrics")).text()
+    assert 'thruway_rejections_total{reason="budget_exceeded"} 3.0' in scraped
 
     team = await create_team(gateway, budget={"max_usd": 0.02, "period": "1mo"})
     keys = [(await create_key(gateway, team=team["id"]))["key"] for _ in range(2)]
