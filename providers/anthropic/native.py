@@ -25,6 +25,7 @@ from providers.anthropic.response import merge_usage, unified_usage
 from proxy.errors import UpstreamError
 from proxy.operations import GATEWAY_FIELDS
 from proxy.redact import Redactor
+from proxy.responses.envelope import PREFIX, is_gateway_envelope
 from proxy.schemas.common import BilledUsage
 
 __all__ = ["NATIVE_COUNT", "NATIVE_MESSAGES", "NativeStream", "message_usage", "native_body"]
@@ -42,10 +43,65 @@ _PREAMBLE = frozenset({b"message_start", b"ping"})
 
 
 def native_body(raw: dict[str, msgspec.Raw], model: str) -> bytes:
-    """The client's body for Anthropic: its fields as sent, ``model`` the upstream's id."""
+    """The client's body for Anthropic: its fields as sent, ``model`` the upstream's id.
+
+    One exception: thinking blocks this gateway signed (another provider's reasoning, carried
+    in the gateway's envelope while the conversation was served elsewhere, say by a fallback)
+    would be refused by Anthropic as forged, so they are left out; Anthropic then refuses
+    ``thinking`` on a tool-use turn that lost its thinking, so ``thinking`` goes too. Only a
+    body that holds the envelope's prefix is read that far.
+    """
     body = {k: v for k, v in raw.items() if k not in GATEWAY_FIELDS}
     body["model"] = msgspec.Raw(_encode(model))
+    messages = raw.get("messages")
+    if messages is not None and _ENVELOPE in bytes(messages):
+        kept, dropped = _without_gateway_thinking(messages)
+        if dropped:
+            body["messages"] = kept
+            body.pop("thinking", None)
     return _encode(body)
+
+
+_ENVELOPE = PREFIX.encode()
+
+
+class _Message(msgspec.Struct):
+    role: str
+    content: str | list[msgspec.Raw]
+
+
+class _BlockHead(msgspec.Struct):
+    type: str = ""
+    signature: str = ""
+
+
+_messages = msgspec.json.Decoder(list[_Message]).decode
+_block_head = msgspec.json.Decoder(_BlockHead).decode
+
+
+def _without_gateway_thinking(raw: msgspec.Raw) -> tuple[msgspec.Raw, int]:
+    """The messages without the thinking blocks the gateway signed, and how many went."""
+    try:
+        messages = _messages(raw)
+    except msgspec.DecodeError:
+        return raw, 0  # Anthropic will say what is wrong with them
+    dropped = 0
+    for message in messages:
+        if isinstance(message.content, str):
+            continue
+        blocks = [b for b in message.content if not _gateway_thinking(b)]
+        if blocks:  # a turn of thinking alone keeps it: Anthropic refuses an empty turn
+            dropped += len(message.content) - len(blocks)
+            message.content = blocks
+    return msgspec.Raw(_encode(messages)), dropped
+
+
+def _gateway_thinking(block: msgspec.Raw) -> bool:
+    try:
+        head = _block_head(block)
+    except msgspec.DecodeError:
+        return False
+    return head.type == "thinking" and is_gateway_envelope(head.signature)
 
 
 def message_usage(body: bytes) -> BilledUsage | None:

@@ -336,3 +336,35 @@ async def test_claude_on_bedrock_through_translation(
     assert text == "Streamed"
     first = bedrock.requests[0].json
     assert first["system"] == [{"text": "Sys"}, {"cachePoint": {"type": "default"}}]
+
+
+async def test_a_conversation_that_moves_back_to_anthropic(env: Env) -> None:
+    """A tool-use turn Gemini answered (its thought signature in the gateway's envelope) sent
+    on to Claude with thinking on: Anthropic never sees the gateway's signature, which it would
+    refuse as forged, and answers."""
+    call = ToolCallSpec("c1", "get_weather", '{"city":"Kyiv"}')
+    env.gemini.script(Turn(text="", tool_calls=[call], reasoning_signature="sig-gem-1"))
+    env.ant.script(Turn(text="Mild."))
+    first = await env.sdk.messages.create(
+        model="gemini/gemini-3-pro-preview", max_tokens=100, tools=[WEATHER], messages=USER
+    )
+    use = first.content[1]
+    history = [
+        *USER,
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "9 C"}],
+        },
+    ]
+    second = await env.sdk.messages.create(
+        model=CLAUDE,
+        max_tokens=2048,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        tools=[WEATHER],  # type: ignore[list-item]
+        messages=history,
+    )
+    assert second.content[-1].text == "Mild."  # type: ignore[union-attr]
+    sent = env.ant.requests[-1].json
+    assert [b["type"] for b in sent["messages"][1]["content"]] == ["tool_use"]
+    assert "thinking" not in sent

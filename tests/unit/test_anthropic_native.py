@@ -113,3 +113,42 @@ def test_native_body_replaces_model_and_drops_fallbacks() -> None:
         type=dict[str, msgspec.Raw],
     )
     assert native_body(raw, "claude-x") == b'{"model":"claude-x","max_tokens":5,"x":{"y":[1, 2]}}'
+
+
+def test_native_body_leaves_out_thinking_the_gateway_signed() -> None:
+    """Thinking blocks carried in the gateway's envelope (another provider's reasoning) are
+    left out for Anthropic, with `thinking` itself; Anthropic's own blocks stay as sent."""
+    from proxy.responses.envelope import encode_envelope
+    from proxy.schemas.chat import ThinkingBlock
+
+    envelope = encode_envelope([ThinkingBlock(thinking="t", signature="gemini-sig")], {})
+    assert envelope is not None
+    body = {
+        "model": "anthropic/claude-x",
+        "max_tokens": 2048,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "", "signature": envelope},
+                    {"type": "tool_use", "id": "t1", "name": "w", "input": {}},
+                ],
+            },
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1"}]},
+        ],
+    }
+    raw = msgspec.json.decode(msgspec.json.encode(body), type=dict[str, msgspec.Raw])
+    sent = msgspec.json.decode(native_body(raw, "claude-x"))
+    assert "thinking" not in sent
+    assert [b["type"] for b in sent["messages"][1]["content"]] == ["tool_use"]
+    assert sent["messages"][0] == body["messages"][0]
+
+    own = dict(body, messages=[body["messages"][0]])
+    own["messages"] = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "", "signature": "s"}]},
+    ]
+    raw = msgspec.json.decode(msgspec.json.encode(own), type=dict[str, msgspec.Raw])
+    assert msgspec.json.decode(native_body(raw, "claude-x"))["thinking"] == own["thinking"]
