@@ -25,6 +25,15 @@ pytestmark = pytest.mark.filterwarnings(
 USER: list[Any] = [{"role": "user", "content": "Hi"}]
 
 
+def assert_never_upstream(fake: FakeOpenAI, *secrets: str) -> None:
+    """The upstream saw its own key only, never a virtual key."""
+    assert fake.requests
+    for rec in fake.requests:
+        for secret in secrets:
+            assert secret not in str(rec.headers)
+            assert secret.encode() not in rec.body
+
+
 async def _gateway(make_gateway: MakeGateway, fake: FakeOpenAI) -> Gateway:
     return await make_gateway(
         {
@@ -72,6 +81,7 @@ async def test_anthropic_sdk_meets_the_keys_limits(
         assert refused.value.body["error"]["type"]  # Anthropic's shape
     finally:
         await client.close()
+    assert_never_upstream(fake_openai, limited, broke)
 
 
 async def test_genai_sdk_meets_the_keys_limits(
@@ -93,6 +103,7 @@ async def test_genai_sdk_meets_the_keys_limits(
         assert denied.value.code == 403
     finally:
         await client.aio.aclose()
+    assert_never_upstream(fake_openai, key)
 
 
 async def test_boto3_meets_the_keys_limits(
@@ -111,6 +122,7 @@ async def test_boto3_meets_the_keys_limits(
     stranger = runtime(gateway, api_key="sk-thr-unknown")
     unknown = await raises(lambda: stranger.converse(**body))
     assert unknown.response["ResponseMetadata"]["HTTPStatusCode"] == 401
+    assert_never_upstream(fake_openai, key)
 
 
 async def test_openai_passthrough_meets_the_keys_limits(
@@ -135,6 +147,7 @@ async def test_openai_passthrough_meets_the_keys_limits(
             await client.chat.completions.create(model="gpt-4o-mini", messages=USER)
     finally:
         await client.close()
+    assert_never_upstream(fake_openai, key)
     statuses: list[int] = []
     for _ in range(100):  # the usage writer flushes every second
         logs = await (await gateway.client.get("/api/logs?limit=50", headers=ADMIN)).json()
