@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
+from functools import partial
 
 from aiohttp import web
 
@@ -62,50 +63,54 @@ def create_app(
     app[LIMITS] = Limits.from_config(config.providers)
     app[METRICS] = metrics
     setup_routes(app)
-
-    async def resources(app: web.Application) -> AsyncIterator[None]:
-        async with open_session() as session:
-            upstream = Upstream(session, answered=metrics.upstream_answered)
-            registry = build_registry(config, upstream, os.environ if env is None else env)
-            app[HTTP_SESSION] = session
-            app[PROVIDERS] = registry
-            app[DIRECTORY] = registry.directory
-            app[MODEL_CATALOG] = ModelCatalog(
-                {name: p.models_cache_ttl_s for name, p in config.providers.items()}
-            )
-            store = app[STORE] = await open_store(config.store)
-            usage = app[USAGE_WRITER] = UsageWriter(store, config.usage)
-            metrics.usage = usage
-            governance = app[GOVERNANCE] = Governance(config, store)
-            worker = app[BACKGROUND] = BackgroundWorker(
-                store,
-                registry,
-                registry.directory,
-                config.store,
-                reliability=app[RELIABILITY],
-                routes=config.routes,
-                usage=usage,
-                pricing=pricing,
-                governance=governance,
-            )
-            try:
-                await governance.start()
-                await usage.start()
-                await worker.start()
-                yield
-            finally:
-                # The worker's last runs are accounted, then every record is written, before
-                # the store closes.
-                await worker.stop()
-                await usage.stop()
-                await registry.aclose()
-                await governance.close()
-                await store.close()
-
-    app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(partial(_resources, env=os.environ if env is None else env))
     app.on_response_prepare.append(add_rate_headers)
     app.on_shutdown.append(_start_draining)
     return app
+
+
+async def _resources(app: web.Application, *, env: Mapping[str, str]) -> AsyncIterator[None]:
+    """What lives as long as the server: the upstream session, the providers, the store, the
+    usage writer, governance and the background worker; stopped in the order that loses
+    nothing."""
+    config, metrics, pricing = app[CONFIG], app[METRICS], app[PRICING]
+    async with open_session() as session:
+        upstream = Upstream(session, answered=metrics.upstream_answered)
+        registry = build_registry(config, upstream, env)
+        app[HTTP_SESSION] = session
+        app[PROVIDERS] = registry
+        app[DIRECTORY] = registry.directory
+        app[MODEL_CATALOG] = ModelCatalog(
+            {name: p.models_cache_ttl_s for name, p in config.providers.items()}
+        )
+        store = app[STORE] = await open_store(config.store)
+        usage = app[USAGE_WRITER] = UsageWriter(store, config.usage)
+        metrics.usage = usage
+        governance = app[GOVERNANCE] = Governance(config, store)
+        worker = app[BACKGROUND] = BackgroundWorker(
+            store,
+            registry,
+            registry.directory,
+            config.store,
+            reliability=app[RELIABILITY],
+            routes=config.routes,
+            usage=usage,
+            pricing=pricing,
+            governance=governance,
+        )
+        try:
+            await governance.start()
+            await usage.start()
+            await worker.start()
+            yield
+        finally:
+            # The worker's last runs are accounted, then every record is written, before
+            # the store closes.
+            await worker.stop()
+            await usage.stop()
+            await registry.aclose()
+            await governance.close()
+            await store.close()
 
 
 async def _start_draining(app: web.Application) -> None:
