@@ -128,6 +128,9 @@ class UsageConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True
     # up on what is still queued (logged with the count).
     shutdown_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
     log_content: bool = False
+    # Records older than this many days are deleted (each instance looks once an hour);
+    # 0 keeps them all. Budgets read the current period's records: keep at least a period.
+    retention_days: Annotated[float, msgspec.Meta(ge=0)] = 0.0
 
 
 class KeyConfig(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):

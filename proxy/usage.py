@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Mapping
 
@@ -33,6 +34,8 @@ log = structlog.get_logger("thruway.usage")
 
 _FIRST_BACKOFF_S = 0.1
 _MAX_BACKOFF_S = 5.0
+# How often records past ``usage.retention_days`` are deleted.
+_PRUNE_EVERY_S = 3600.0
 
 
 class UsageWriter:
@@ -46,6 +49,7 @@ class UsageWriter:
         self._in_flight = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self._stopping = False
         self._failing = False
         self._burst = 0  # dropped since the queue was last written out
@@ -69,12 +73,32 @@ class UsageWriter:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="thruway-usage-writer")
+        if self._config.retention_days > 0:
+            self._pruner = asyncio.create_task(self._prune(), name="thruway-usage-pruner")
+
+    async def _prune(self) -> None:
+        """Delete what is past its retention: at start, then every hour. A failure is logged
+        and tried again next time."""
+        while True:
+            before = time.time() - self._config.retention_days * 86400
+            try:
+                deleted = await self._store.delete_usage_before(before)
+            except Exception as exc:  # the store's own errors differ by backend
+                log.warning("usage_prune_failed", error_type=type(exc).__name__, error=str(exc))
+            else:
+                if deleted:
+                    log.info("usage_records_pruned", count=deleted, before=before)
+            await asyncio.sleep(_PRUNE_EVERY_S)
 
     async def stop(self) -> None:
         """Write out everything queued, then end the task. A failing (or hanging) store is
         retried for up to ``shutdown_timeout_s`` in all; what is left then is logged as lost."""
         self._stopping = True
         self._wake.set()
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
         try:
             async with asyncio.timeout(self._config.shutdown_timeout_s):
                 if self._task is not None:

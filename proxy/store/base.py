@@ -278,6 +278,9 @@ class Store(Protocol):
         """Requests, errors (status 400 and up), tokens and cost of the records matching
         ``filters``, one row per group, in the group's order."""
 
+    async def delete_usage_before(self, before: float) -> int:
+        """Delete the records made before ``before`` (unix seconds); how many went."""
+
 
 def check_limit(limit: int) -> None:
     if limit < 1:

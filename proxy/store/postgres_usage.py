@@ -72,3 +72,7 @@ class PostgresUsage:
     async def usage_totals(self, group_by: GroupBy, filters: UsageFilters) -> list[UsageTotal]:
         sql, params = totals_query(group_by, filters, _mark, _DAY)
         return [usage_total(row) for row in await self._pool.fetch(sql, *params)]
+
+    async def delete_usage_before(self, before: float) -> int:
+        tag = await self._pool.execute("DELETE FROM usage_records WHERE created_at < $1", before)
+        return int(tag.rsplit(" ", 1)[-1])

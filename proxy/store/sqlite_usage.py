@@ -70,6 +70,8 @@ class SQLiteUsage:
             self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
         ) -> list[sqlite3.Row]: ...
 
+        async def _write(self, sql: str, params: Iterable[Any] | Mapping[str, Any]) -> int: ...
+
     async def insert_usage(self, records: list[UsageRecord]) -> None:
         """Insert records in one transaction; ids already stored are skipped."""
         if not records:
@@ -88,3 +90,6 @@ class SQLiteUsage:
     async def usage_totals(self, group_by: GroupBy, filters: UsageFilters) -> list[UsageTotal]:
         sql, params = totals_query(group_by, filters, _mark, _DAY)
         return [usage_total(row) for row in await self._read(sql, params)]
+
+    async def delete_usage_before(self, before: float) -> int:
+        return await self._write("DELETE FROM usage_records WHERE created_at < ?", (before,))

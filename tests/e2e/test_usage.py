@@ -544,3 +544,38 @@ def test_usage_config_is_checked(usage: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         build_config({"usage": usage}, source="t.yaml")
     assert f"t.yaml: {message}" == str(caught.value)
+
+
+# --- retention -----------------------------------------------------------------------------------
+
+
+async def test_records_past_the_retention_are_deleted_at_start(
+    store_url: str, make_gateway: MakeGateway, fake_openai: FakeOpenAI
+) -> None:
+    """With `retention_days`, an instance deletes older records when it starts (and hourly);
+    newer ones stay."""
+    from proxy.config import StoreConfig
+    from proxy.store import open_store
+    from proxy.store.usage import UsageRecord
+
+    now = time.time()
+    store = await open_store(StoreConfig(url=store_url))
+    try:
+        await store.insert_usage(
+            [
+                UsageRecord(id=f"old{n}", created_at=now - (40 + n) * 86400, request_id=f"old-{n}")
+                for n in range(3)
+            ]
+            + [UsageRecord(id="recent", created_at=now - 5 * 86400, request_id="recent")]
+        )
+    finally:
+        await store.close()
+    gw = await start(make_gateway, fake_openai, store_url, retention_days=30)
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        ids = {r["request_id"] for r in await all_records(gw)}
+        if "old-0" not in ids:
+            break
+        assert time.monotonic() < deadline, ids
+        await asyncio.sleep(0.02)
+    assert ids == {"recent"}

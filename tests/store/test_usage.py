@@ -170,3 +170,12 @@ async def test_records_survive_reopening(backend: Backend) -> None:
     second = await backend.open()
     page = await second.query_usage_records(UsageFilters(), None, 10)
     assert ["req-1"] == [r.request_id for r in page.records]
+
+
+async def test_records_past_their_retention_are_deleted(store: Store) -> None:
+    """Deleting before a time removes exactly the older records and says how many."""
+    await store.insert_usage([rec(n, created_at=T0 + n * DAY) for n in range(5)])
+    assert await store.delete_usage_before(T0 + 2 * DAY) == 2
+    left = await store.query_usage_records(UsageFilters(), None, 10)
+    assert sorted(r.request_id for r in left.records) == ["req-2", "req-3", "req-4"]
+    assert await store.delete_usage_before(T0) == 0
