@@ -7,7 +7,8 @@ Contract (which keys each reads and writes; all keys live in ``proxy.keys``):
 - ``errors`` renders any exception as the unified error body. Nothing else renders errors.
 - ``request_context`` writes ``REQUEST_ID`` and ``OUTCOME``, binds the request id into structlog's
   context, and writes one canonical log line per request in a ``finally``; the Prometheus
-  metrics (``proxy.metrics``) are updated there too, from the same values.
+  metrics (``proxy.metrics``) and the request's usage record (``proxy.usage``, not for the
+  admin API) come from the same values there.
 - ``auth`` reads the gateway key (the master key, or a virtual key: it writes ``GRANT``,
   ``PRINCIPAL`` and ``OWNER``); it short-circuits with ``AuthenticationError`` (401) or, for a
   virtual key on the admin API, ``PermissionDeniedError`` (403).
@@ -15,7 +16,9 @@ Contract (which keys each reads and writes; all keys live in ``proxy.keys``):
   ``param`` is the JSON path at fault.
 - ``govern`` reads ``GRANT`` and ``BODY``: a model outside the key's or team's allow-lists is a
   403; a key with limits is admitted against its counters (429 ``rate_limit_exceeded``, 402
-  ``budget_exceeded``), writes ``RATE_HEADERS``, and settles its estimates in a ``finally``.
+  ``budget_exceeded``), writes ``RATE_HEADERS``, and settles its estimates in a ``finally``;
+  a handler that learns its model itself (the ``/openai`` forward) is admitted by ``admit``
+  and settled here all the same.
 - ``usage`` reads ``OUTCOME.usage`` after the handler, in a ``finally`` (so streams cut by a client
   disconnect are accounted), and turns it into the accounting fields of the canonical line,
   ``cost_usd`` included when the model has a price (else a ``no_price`` warning, once per model).
@@ -61,7 +64,7 @@ def build_chain(
         request_context_middleware(request_line, metrics),
         auth_middleware(master_key=config.auth.master_key),
         decode_middleware(),
-        govern_middleware(config, pricing),
+        govern_middleware(pricing),
         usage_middleware(pricing),
         fallback_middleware(),
     ]

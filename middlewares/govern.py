@@ -14,7 +14,6 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from proxy.config import GatewayConfig
 from proxy.errors import (
     BudgetExceededError,
     PermissionDeniedError,
@@ -32,7 +31,6 @@ from proxy.governance.counters import (
 from proxy.governance.model import Grant, Scope, allowed
 from proxy.keys import (
     BODY,
-    CONFIG,
     DEFER_SETTLEMENT,
     GOVERNANCE,
     GRANT,
@@ -55,11 +53,10 @@ _BYTES_PER_TOKEN = 3
 _OUTPUT_LIMITS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
-def govern_middleware(config: GatewayConfig, pricing: Pricing) -> Middleware:
+def govern_middleware(pricing: Pricing) -> Middleware:
     """Routed operations are admitted here; a handler that learns its model itself (the
     ``/openai`` forward) calls :func:`admit`. Either way the admission is settled here, outside
     ``usage``, once the request has been priced."""
-    routes = {name: [t.model for t in route.targets] for name, route in config.routes.items()}
 
     @web.middleware
     async def govern(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -70,7 +67,7 @@ def govern_middleware(config: GatewayConfig, pricing: Pricing) -> Middleware:
             inbound = request[BODY]
             tokens_in, output_limit = _estimate(inbound)
             names = [inbound.model, *inbound.fallbacks]
-            await _admit(request, names, routes, pricing, tokens_in, output_limit)
+            await _admit(request, names, pricing, tokens_in, output_limit)
         try:
             return await handler(request)
         finally:
@@ -86,24 +83,22 @@ async def admit(request: web.Request, model: str, *, tokens_in: int = 0) -> None
     (``model``: ``provider/model``, or ``provider/*`` for an endpoint without one); a refusal
     raises. The ``govern`` middleware settles it."""
     if GRANT in request and _ADMITTED not in request:
-        config = request.app[CONFIG]
-        routes = {name: [t.model for t in r.targets] for name, r in config.routes.items()}
-        await _admit(request, [model], routes, request.app[PRICING], tokens_in, 0)
+        await _admit(request, [model], request.app[PRICING], tokens_in, 0)
 
 
 async def _admit(
     request: web.Request,
     names: list[str],
-    routes: dict[str, list[str]],
     pricing: Pricing,
     tokens_in: int,
     output_limit: int,
 ) -> None:
     grant = request[GRANT]
+    governance = request.app[GOVERNANCE]
+    routes = governance.routes
     _check_allowed(grant, names, routes)
     if not grant.scopes:
         return
-    governance = request.app[GOVERNANCE]
     output = output_limit or governance.default_output_tokens
     ask = Ask(
         request_id=request[REQUEST_ID],

@@ -66,6 +66,11 @@ def _decoded(decode: Callable[[bytes], _T], body: bytes | None) -> _T | None:
     return None if body is None else decode(body)
 
 
+def _given(patch: KeyPatch | TeamPatch) -> dict[str, Any]:
+    """The fields a PATCH body gave (``null`` included), by name."""
+    return {f: v for f in patch.__struct_fields__ if (v := getattr(patch, f)) is not msgspec.UNSET}
+
+
 class Governance:
     """Owned by the app (``GOVERNANCE``); :meth:`start` after the store is open."""
 
@@ -76,6 +81,8 @@ class Governance:
         self._state_url = config.state.url
         self.fail_open = config.state.fail_open
         self.default_output_tokens = config.state.default_output_tokens
+        # Each configured route's target names, for allow-lists and cost estimates.
+        self.routes = {name: [t.model for t in r.targets] for name, r in config.routes.items()}
         self.counters: Counters
         if self._state_url:
             from proxy.governance.redis_counters import RedisCounters
@@ -228,8 +235,10 @@ class Governance:
 
     async def _load(self, digest: str) -> Grant | None:
         key = _decoded(_KEY.decode, await self._store.key_by_hash(digest))
-        if key is None:
-            return None
+        return None if key is None else await self._grant_of(key)
+
+    async def _grant_of(self, key: KeyRecord) -> Grant:
+        """The key with its team, as stored now."""
         team = None
         if key.team is not None:
             team = _decoded(_TEAM.decode, await self._store.get_team(key.team))
@@ -276,9 +285,7 @@ class Governance:
 
     async def update_key(self, id: str, patch: KeyPatch) -> KeyRecord:
         record = await self.get_key(id)
-        changes = {
-            f: v for f in patch.__struct_fields__ if (v := getattr(patch, f)) is not msgspec.UNSET
-        }
+        changes = _given(patch)
         if "team" in changes:
             await self._team_exists(changes["team"])
         updated = msgspec.structs.replace(record, **changes, updated_at=time.time())
@@ -297,18 +304,10 @@ class Governance:
         return updated, secret
 
     async def _save_key(self, record: KeyRecord, digest: str | None) -> None:
-        if digest is None:
-            digest = await self._digest_of(record.id)
-        if not await self._store.update_key(record.id, digest, record.team, _encode(record)):
+        """Store the record; the secret's digest changes only with ``digest`` (a rotation)."""
+        if not await self._store.update_key(record.id, record.team, _encode(record), hash=digest):
             raise NotFoundError(f"No key with id `{record.id}`.", param="key_id")
         await self._changed()
-
-    async def _digest_of(self, id: str) -> str:
-        """The stored digest (not part of the record), kept as it is by an update."""
-        got = await self._store.key_digest(id)
-        if got is None:
-            raise NotFoundError(f"No key with id `{id}`.", param="key_id")
-        return got
 
     async def delete_key(self, id: str) -> None:
         if not await self._store.delete_key(id):
@@ -318,14 +317,10 @@ class Governance:
     async def charge(self, key_id: str, request_id: str, cost_usd: float) -> None:
         """Settle work that outlived its request (a background response): its reservation,
         held under ``request_id``, becomes ``cost_usd`` in the key's and team's budgets."""
-        body = await self._store.get_key(key_id)
-        if body is None:
+        key = _decoded(_KEY.decode, await self._store.get_key(key_id))
+        if key is None:
             return  # the key is gone: nothing to count against
-        key = _KEY.decode(body)
-        team = None
-        if key.team is not None:
-            team = _decoded(_TEAM.decode, await self._store.get_team(key.team))
-        scopes = make_grant(key, team).scopes
+        scopes = (await self._grant_of(key)).scopes
         if scopes:
             await self._settle(Settlement(request_id, scopes, 0, 0, nusd(cost_usd)))
 
@@ -365,10 +360,7 @@ class Governance:
 
     async def update_team(self, id: str, patch: TeamPatch) -> TeamRecord:
         record = await self.get_team(id)
-        changes = {
-            f: v for f in patch.__struct_fields__ if (v := getattr(patch, f)) is not msgspec.UNSET
-        }
-        updated = msgspec.structs.replace(record, **changes, updated_at=time.time())
+        updated = msgspec.structs.replace(record, **_given(patch), updated_at=time.time())
         if not await self._store.update_team(id, _encode(updated)):
             raise NotFoundError(f"No team with id `{id}`.", param="team_id")
         await self._changed()

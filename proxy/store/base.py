@@ -239,13 +239,13 @@ class Store(Protocol):
 
     async def key_by_hash(self, hash: str) -> bytes | None: ...
 
-    async def key_digest(self, id: str) -> str | None:
-        """The stored hash of a key's secret."""
-
     async def list_keys(self, *, team: str | None, after: str | None, limit: int) -> list[bytes]:
         """Keys in the order they were made, after the key ``after``; only ``team``'s if given."""
 
-    async def update_key(self, id: str, hash: str, team: str | None, body: bytes) -> bool: ...
+    async def update_key(
+        self, id: str, team: str | None, body: bytes, *, hash: str | None = None
+    ) -> bool:
+        """Replace a key's record; its secret's hash too when ``hash`` is given (a rotation)."""
 
     async def delete_key(self, id: str) -> bool: ...
 

@@ -61,20 +61,17 @@ class PostgresKeys:
         )
         return got
 
-    async def key_digest(self, id: str) -> str | None:
-        got: str | None = await self._pool.fetchval(
-            "SELECT hash FROM virtual_keys WHERE id = $1", id
-        )
-        return got
-
     async def list_keys(self, *, team: str | None, after: str | None, limit: int) -> list[bytes]:
         check_limit(limit)
         sql = _PAGE.format(table="virtual_keys", team="($1::text IS NULL OR team_id = $1) AND")
         return [row[0] for row in await self._pool.fetch(sql, team, after, limit)]
 
-    async def update_key(self, id: str, hash: str, team: str | None, body: bytes) -> bool:
+    async def update_key(
+        self, id: str, team: str | None, body: bytes, *, hash: str | None = None
+    ) -> bool:
         tag = await self._pool.execute(
-            "UPDATE virtual_keys SET hash = $2, team_id = $3, body = $4 WHERE id = $1",
+            "UPDATE virtual_keys SET hash = coalesce($2, hash), team_id = $3, body = $4"
+            " WHERE id = $1",
             id,
             hash,
             team,

@@ -67,19 +67,17 @@ class SQLiteKeys:
         rows = await self._read("SELECT body FROM virtual_keys WHERE hash = ?", (hash,))
         return rows[0][0] if rows else None
 
-    async def key_digest(self, id: str) -> str | None:
-        rows = await self._read("SELECT hash FROM virtual_keys WHERE id = ?", (id,))
-        return str(rows[0][0]) if rows else None
-
     async def list_keys(self, *, team: str | None, after: str | None, limit: int) -> list[bytes]:
         check_limit(limit)
         sql = _PAGE.format(table="virtual_keys")
         rows = await self._read(sql, {"team": team, "after": after, "n": limit})
         return [row[0] for row in rows]
 
-    async def update_key(self, id: str, hash: str, team: str | None, body: bytes) -> bool:
+    async def update_key(
+        self, id: str, team: str | None, body: bytes, *, hash: str | None = None
+    ) -> bool:
         changed = await self._write(
-            "UPDATE virtual_keys SET hash = ?, team_id = ?, body = ? WHERE id = ?",
+            "UPDATE virtual_keys SET hash = coalesce(?, hash), team_id = ?, body = ? WHERE id = ?",
             (hash, team, body, id),
         )
         return changed == 1

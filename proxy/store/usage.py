@@ -31,7 +31,7 @@ __all__ = [
     "usage_where",
 ]
 
-# The schema version of the usage table (3 on this branch; renumbered where migrations merge).
+# The schema version of the usage table: after responses (1), conversations (2), keys and teams (3).
 USAGE_VERSION = 4
 
 GroupBy = Literal["key", "team", "model", "provider", "day"]
